@@ -1,0 +1,64 @@
+/** A column as the catalog knows it (Glue's Column). */
+export interface CatalogColumn {
+  name: string;
+  /** Hive/Glue type: string, timestamp, bigint, double, ... */
+  type: string;
+  comment?: string;
+}
+
+/** Parquet as Glue/Athena want it declared. */
+export const PARQUET_FORMAT = {
+  inputFormat: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat',
+  outputFormat: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat',
+  serde: 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe',
+} as const;
+
+/** A table (Glue's TableInput, reduced to what a Parquet lake table needs). */
+export interface TableDef {
+  name: string;
+  /** Data columns, in file order; new ones are appended, never reordered. */
+  columns: CatalogColumn[];
+  /** Partition keys, in path order. */
+  partitionKeys: CatalogColumn[];
+  /** Storage key prefix of the table, relative to the lake root (e.g. `tracks`). */
+  location: string;
+  inputFormat: string;
+  outputFormat: string;
+  serde: string;
+  /** Table parameters, e.g. `classification=parquet`. */
+  parameters: Record<string, string>;
+}
+
+/** A partition (Glue's PartitionInput). */
+export interface PartitionDef {
+  /** Values, in the order of the table's partition keys. */
+  values: string[];
+  /** Storage key prefix holding the partition's files, relative to the lake root. */
+  location: string;
+  /** Bumped by every location change; compaction swaps check it (optimistic concurrency). */
+  version: number;
+}
+
+/**
+ * The Catalog port: Glue's data model (database → tables → partitions with locations).
+ * All writes are idempotent; readers never see a half-applied change.
+ */
+export interface Catalog {
+  /** Database name this catalog writes to. */
+  readonly database: string;
+  /** The table, or undefined. */
+  getTable(name: string): Promise<TableDef | undefined>;
+  /** All tables, sorted by name. */
+  listTables(): Promise<TableDef[]>;
+  /** Creates the table, or appends columns it lacks; refuses a change of partition keys. Returns the stored definition. */
+  ensureTable(def: TableDef): Promise<TableDef>;
+  /** All partitions of a table, sorted by values. */
+  getPartitions(table: string): Promise<PartitionDef[]>;
+  /** Registers partitions that are not registered yet (existing ones are left as they are). */
+  addPartitions(table: string, partitions: Array<Pick<PartitionDef, 'values' | 'location'>>): Promise<void>;
+}
+
+/** The partition's values joined as a map key. */
+export function partitionKey(values: readonly string[]): string {
+  return JSON.stringify(values);
+}

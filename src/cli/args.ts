@@ -1,0 +1,42 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { loadConfig, type FileConfig } from '../config.ts';
+import { ConfigError } from '../errors.ts';
+
+/** Exit codes of every command. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** Output streams, replaceable in tests. */
+export interface Io {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stdin: NodeJS.ReadableStream;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Options every lake command takes. */
+export const LAKE_OPTIONS = {
+  lake: { type: 'string' },
+  config: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies Options;
+
+/** parseArgs, with its errors turned into ConfigError (exit 2). */
+export function parse<O extends Options>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new ConfigError((err as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''), { cause: err });
+  }
+}
+
+/** The config file (`--config`, else ./tributary.config.json if present) and the lake directory it resolves to. */
+export async function lakeSettings(values: { lake?: string; config?: string }, io: Io): Promise<{ config: FileConfig; lake: string }> {
+  const explicit = values.config !== undefined;
+  const config = await loadConfig(values.config ?? `${io.cwd}/tributary.config.json`, explicit);
+  const lake = values.lake ?? io.env.TRIBUTARY_LAKE ?? config.lake ?? './lake';
+  if (lake.length === 0) throw new ConfigError('--lake: an empty path is not a lake directory');
+  return { config, lake };
+}

@@ -1,0 +1,103 @@
+import * as path from 'node:path';
+import { Ingestor, type IngestStats } from '../../ingest/ingestor.ts';
+import { openLocalLake } from '../../lake.ts';
+import { FileSource } from '../../source/file-source.ts';
+import { formatBytes, parseDuration, parseSize } from '../../units.ts';
+import { ConfigError } from '../../errors.ts';
+import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
+
+export const INGEST_HELP = `tributary ingest [options] <file ...|->
+
+Reads Segment events (NDJSON, .jsonl, .json, gzipped or not; '-' for stdin) into the lake.
+
+  --lake DIR               lake directory (default $TRIBUTARY_LAKE, else ./lake)
+  --target-file-size SIZE  Parquet file size to aim for (default 512MB)
+  --max-file-age DURATION  longest rows wait before their file is flushed (default 15m)
+  --partition-by FIELDS    dt (default), event,dt, dt,hour, ...
+  --compression CODEC      zstd (default) or snappy
+  --max-open-partitions N  partitions buffered at once (default 64)
+  --json                   print one JSON object of counts at the end
+  --config FILE            settings file (default ./tributary.config.json)
+`;
+
+export async function ingestCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    ...LAKE_OPTIONS,
+    json: { type: 'boolean' },
+    'target-file-size': { type: 'string' },
+    'max-file-age': { type: 'string' },
+    'partition-by': { type: 'string' },
+    compression: { type: 'string' },
+    'max-open-partitions': { type: 'string' },
+  });
+  if (values.help) {
+    io.stdout.write(INGEST_HELP);
+    return EXIT.ok;
+  }
+  if (positionals.length === 0) throw new ConfigError('ingest: no input given; name NDJSON files, or - for standard input');
+  const { config, lake } = await lakeSettings(values, io);
+  const maxOpen = values['max-open-partitions'] ?? config.maxOpenPartitions;
+  const controller = new AbortController();
+  const progressTty = io.stderr.isTTY === true && !values.json;
+  let lastLine = 0;
+  const { storage, catalog } = openLocalLake(path.resolve(io.cwd, lake));
+  const ingestor = new Ingestor(storage, catalog, {
+    targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
+    maxFileAgeMs: parseDuration('--max-file-age', values['max-file-age'] ?? config.maxFileAge ?? '15m'),
+    partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
+    compression: (values.compression ?? config.compression) as 'zstd' | 'snappy' | undefined,
+    maxOpenPartitions: maxOpen === undefined ? undefined : Number(maxOpen),
+    tables: config.tables,
+    signal: controller.signal,
+    onProgress: progressTty
+      ? (s) => {
+          const now = Date.now();
+          if (now - lastLine < 250) return;
+          lastLine = now;
+          io.stderr.write(`\r\x1b[K${progressLine(s)}`);
+        }
+      : undefined,
+  });
+  const source = new FileSource(positionals.map((p) => (p === '-' ? p : path.resolve(io.cwd, p))), { stdin: io.stdin as never });
+  const stop = () => {
+    if (controller.signal.aborted) process.exit(130); // a second signal: leave now
+    io.stderr.write('\nstopping: flushing and committing what was read (signal again to abort)\n');
+    controller.abort();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  let stats: IngestStats;
+  try {
+    stats = await ingestor.run(source);
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    if (progressTty) io.stderr.write('\r\x1b[K');
+  }
+  if (values.json) {
+    const { read, written, deadLettered, files, bytes, seconds } = stats;
+    io.stdout.write(JSON.stringify({ read, written, deadLettered, skipped: stats.skipped, files, bytes, seconds: Math.round(seconds * 1000) / 1000 }) + '\n');
+  } else {
+    io.stdout.write(summary(stats, lake));
+  }
+  return EXIT.ok;
+}
+
+function progressLine(s: IngestStats): string {
+  const rate = s.seconds > 0 ? Math.round(s.read / s.seconds) : 0;
+  const pct = s.inputTotalBytes ? ` (${Math.floor((100 * s.inputBytes) / s.inputTotalBytes)}%)` : '';
+  return `read ${s.read.toLocaleString('en-US')} events, ${formatBytes(s.inputBytes)}${s.inputTotalBytes ? ' of ' + formatBytes(s.inputTotalBytes) : ''}${pct}, ${rate.toLocaleString('en-US')} events/s, ${s.files} files committed`;
+}
+
+function summary(s: IngestStats, lake: string): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  const lines = [
+    `ingested into ${lake} in ${s.seconds.toFixed(1)} s (${n(Math.round(s.read / Math.max(s.seconds, 0.001)))} events/s)`,
+    `  read          ${n(s.read)}`,
+    `  written       ${n(s.written)}`,
+    `  dead letters  ${n(s.deadLettered)}${s.deadLettered > 0 ? `  (see ${lake}/_deadletter/)` : ''}`,
+  ];
+  if (s.skipped > 0) lines.push(`  skipped       ${n(s.skipped)}  (already in the lake from an earlier run)`);
+  lines.push(`  files         ${n(s.files)}, ${formatBytes(s.bytes)}`);
+  return lines.join('\n') + '\n';
+}

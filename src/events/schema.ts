@@ -1,0 +1,86 @@
+/** The six Segment call types. */
+export const EVENT_TYPES = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** Default table for each event type. */
+export const DEFAULT_TABLE_OF: Record<EventType, string> = {
+  track: 'tracks',
+  identify: 'identifies',
+  page: 'pages',
+  screen: 'screens',
+  group: 'groups',
+  alias: 'aliases',
+};
+
+/** One column of a lake table. */
+export interface ColumnDef {
+  /** snake_case column name. */
+  name: string;
+  /** DuckDB type written to Parquet. */
+  duckType: 'VARCHAR' | 'TIMESTAMP_MS';
+  /** Glue / Hive type of the same column. */
+  glueType: 'string' | 'timestamp';
+  /** SQL over the spool row (see writer/spool-format.ts) that yields the value. */
+  sql: string;
+  /** One line for `tributary tables` and the Glue column comment. */
+  comment: string;
+}
+
+const str = (name: string, sql: string, comment: string): ColumnDef => ({ name, duckType: 'VARCHAR', glueType: 'string', sql, comment });
+const ts = (name: string, field: string, comment: string): ColumnDef => ({
+  name,
+  duckType: 'TIMESTAMP_MS',
+  glueType: 'timestamp',
+  sql: `CAST(epoch_ms(${field}) AS TIMESTAMP_MS)`,
+  comment,
+});
+const ctx = (name: string, jsonPath: string): ColumnDef => str(name, `json_extract_string(e.context, '${jsonPath}')`, `context${jsonPath.slice(1)}`);
+
+const HEAD: ColumnDef[] = [
+  str('message_id', 'm', 'Segment messageId (a hash of the raw record when the sender gave none)'),
+  str('type', 'e.type', 'Segment call type'),
+];
+const IDS: ColumnDef[] = [
+  str('anonymous_id', 'e.anonymousId', 'anonymousId'),
+  str('user_id', 'e.userId', 'userId'),
+];
+const TAIL: ColumnDef[] = [
+  ts('timestamp', 't', 'event time (UTC)'),
+  ts('original_timestamp', 'o', 'originalTimestamp (UTC)'),
+  ts('sent_at', 's', 'sentAt (UTC)'),
+  ts('received_at', 'r', 'receivedAt (UTC); the partition day is taken from it'),
+  ctx('context_ip', '$.ip'),
+  ctx('context_user_agent', '$.userAgent'),
+  ctx('context_page_url', '$.page.url'),
+  ctx('context_page_referrer', '$.page.referrer'),
+  ctx('context_library_name', '$.library.name'),
+  ctx('context_library_version', '$.library.version'),
+  ctx('context_locale', '$.locale'),
+  str('properties', 'CAST(e.properties AS VARCHAR)', 'properties as JSON text'),
+  str('traits', 'CAST(e.traits AS VARCHAR)', 'traits as JSON text'),
+  str('context', 'CAST(e.context AS VARCHAR)', 'the whole context as JSON text'),
+];
+
+/** Columns specific to each event type, placed after message_id and type. */
+const SPECIFIC: Record<EventType, ColumnDef[]> = {
+  track: [str('event', 'e.event', 'track event name')],
+  page: [str('name', 'e.name', 'page name')],
+  screen: [str('name', 'e.name', 'screen name')],
+  identify: [],
+  group: [str('group_id', 'e.groupId', 'groupId')],
+  alias: [str('previous_id', 'e.previousId', 'previousId')],
+};
+
+/** All columns of the table holding `type` events, in order (partition columns included). */
+export function columnsFor(type: EventType): ColumnDef[] {
+  return [...HEAD, ...SPECIFIC[type], ...IDS, ...TAIL];
+}
+
+/** Columns each row is ordered by inside a file, so row-group statistics prune by them. */
+export function sortColumnsFor(type: EventType): string[] {
+  return type === 'track' ? ['event', 'received_at'] : ['received_at'];
+}
+
+/** The raw-event fields the spool reader extracts (DuckDB STRUCT type of spool column `e`). */
+export const RAW_EVENT_STRUCT =
+  'STRUCT(type VARCHAR, event VARCHAR, name VARCHAR, userId VARCHAR, anonymousId VARCHAR, groupId VARCHAR, previousId VARCHAR, properties JSON, traits JSON, context JSON)';

@@ -1,0 +1,36 @@
+import { createHash } from 'node:crypto';
+import type { PositionRange } from '../writer/spool.ts';
+
+/** Parquet footer key holding the source positions a file covers (JSON: {source, ranges: {shard: [first, last]}}). */
+export const RANGES_METADATA_KEY = 'tributary.ranges';
+
+/**
+ * The deterministic name of a data file: `<source>+<shard>+<first>+<last>.parquet` for one shard
+ * (as Kafka Connect's S3 sink names by topic, partition and offset), `<source>+m+<hash>.parquet`
+ * when the file holds several shards. The same input always yields the same name, so a retry
+ * overwrites instead of duplicating.
+ */
+export function dataFileName(source: string, ranges: ReadonlyMap<string, PositionRange>): string {
+  if (ranges.size === 1) {
+    const [shard, r] = [...ranges][0]!;
+    return `${source}+${shard}+${r.first}+${r.last}.parquet`;
+  }
+  return `${source}+m+${createHash('sha256').update(rangesJson(source, ranges)).digest('hex').slice(0, 32)}.parquet`;
+}
+
+/** The footer metadata value for `ranges` (shards sorted, positions as decimal strings). */
+export function rangesJson(source: string, ranges: ReadonlyMap<string, PositionRange>): string {
+  const obj: Record<string, [string, string]> = {};
+  for (const shard of [...ranges.keys()].sort()) {
+    const r = ranges.get(shard)!;
+    obj[shard] = [r.first.toString(), r.last.toString()];
+  }
+  return JSON.stringify({ source, ranges: obj });
+}
+
+/** Parses a single-shard file name; null for multi-shard names (their ranges are in the footer) and foreign files. */
+export function parseDataFileName(name: string): { source: string; shard: string; first: bigint; last: bigint } | null {
+  const m = /^([^+/]+)\+([^+/]+)\+(\d+)\+(\d+)\.parquet$/.exec(name);
+  if (m === null) return null;
+  return { source: m[1]!, shard: m[2]!, first: BigInt(m[3]!), last: BigInt(m[4]!) };
+}

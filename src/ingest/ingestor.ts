@@ -1,0 +1,401 @@
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { partitionKey, type Catalog } from '../catalog/catalog.ts';
+import { decodeRecord, isInvalid, type DecodedEvent } from '../events/decode.ts';
+import { DEFAULT_TABLE_OF, EVENT_TYPES, type EventType } from '../events/schema.ts';
+import { TributaryError, badOption } from '../errors.ts';
+import { partitionPath } from '../partition/hive-path.ts';
+import { componentProblem, parsePartitionSpec, partitionValues, type PartitionField } from '../partition/spec.ts';
+import { eventPosition, type Source } from '../source/source.ts';
+import type { Storage } from '../storage/storage.ts';
+import { openDuckDB, type DuckDBOptions } from '../writer/duckdb.ts';
+import { writeParquet, type Compression } from '../writer/parquet-file.ts';
+import { SpoolBuffer } from '../writer/spool.ts';
+import { DeadLetterSink } from './dead-letters.ts';
+import { RANGES_METADATA_KEY, dataFileName, rangesJson } from './file-names.ts';
+import { recoverTable, type RecoveredTable } from './recovery.ts';
+import { tableLayout, type TableLayout } from './tables.ts';
+
+const MiB = 1024 * 1024;
+
+/** Options of an ingest run. Each is validated when the Ingestor is built. */
+export interface IngestOptions {
+  /** Target Parquet file size in bytes. Default 512 MiB (Athena's sweet spot is 256 MiB–1 GiB); at least 1 KiB. Disk cost: about `targetFileBytes × inputBytesPerOutputByte` of spool per open partition. */
+  targetFileBytes?: number;
+  /** Longest a row waits (wall clock from its partition's first row) before its file is flushed, ms. Default 15 min, as Firehose's longest buffer. */
+  maxFileAgeMs?: number;
+  /** Partition fields, in path order. Default ['dt']. */
+  partitionBy?: readonly string[] | string;
+  /** Partitions held open at once; the oldest is flushed beyond it. Default 64. Memory cost: ~256 KiB of write buffer each. */
+  maxOpenPartitions?: number;
+  /** Parquet codec. Default 'zstd'. */
+  compression?: Compression;
+  /** Initial estimate of spooled input bytes per Parquet byte, refined from each file written. Default 5. */
+  inputBytesPerOutputByte?: number;
+  /** Table name per event type. Default tracks, identifies, pages, screens, groups, aliases. */
+  tables?: Partial<Record<EventType, string>>;
+  /** Where spool files go. Default `<lake>/_tributary/spool` for a local lake, the OS temp dir otherwise. */
+  spoolDir?: string;
+  /** DuckDB limits for the Parquet writer. Default memory limit 768 MB. */
+  duckdb?: DuckDBOptions;
+  /** Parquet writes running at once (each uses DuckDB's threads). Default 2. */
+  maxConcurrentWrites?: number;
+  /** Called about once a second and at the end. */
+  onProgress?: (stats: IngestStats) => void;
+  /** Aborting stops reading; everything read so far is flushed and committed. */
+  signal?: AbortSignal;
+}
+
+/** What an ingest run did. `read = written + deadLettered + skipped`. */
+export interface IngestStats {
+  /** Events read (members of a batch envelope count one each; an undecodable record counts one). */
+  read: number;
+  /** Rows written to Parquet files. */
+  written: number;
+  /** Records sent to the dead letters. */
+  deadLettered: number;
+  /** Events skipped because an earlier run had already committed them. */
+  skipped: number;
+  /** Parquet files committed. */
+  files: number;
+  /** Bytes of Parquet committed. */
+  bytes: number;
+  seconds: number;
+  /** Input bytes read so far, and in total when known. */
+  inputBytes: number;
+  inputTotalBytes: number | null;
+}
+
+interface Resolved {
+  targetFileBytes: number;
+  maxFileAgeMs: number;
+  partitionBy: PartitionField[];
+  maxOpenPartitions: number;
+  compression: Compression;
+  ratio: number;
+  tables: Record<EventType, string>;
+  maxConcurrentWrites: number;
+}
+
+function intOption(name: string, v: number | undefined, dflt: number, min: number, max: number, unit = ''): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) badOption(name, v, `a number from ${min}${unit} to ${max}${unit}`);
+  return v;
+}
+
+/** Checks and defaults IngestOptions; throws ConfigError naming the bad value and its limits. */
+export function resolveIngestOptions(o: IngestOptions): Resolved {
+  const tables = { ...DEFAULT_TABLE_OF };
+  for (const [type, name] of Object.entries(o.tables ?? {})) {
+    if (!(EVENT_TYPES as readonly string[]).includes(type)) badOption('tables', type, `an event type (${EVENT_TYPES.join(', ')})`);
+    if (typeof name !== 'string' || !/^[a-z_][a-z0-9_]{0,127}$/.test(name)) badOption(`tables.${type}`, name, 'a lower-case table name ([a-z_][a-z0-9_]*)');
+    tables[type as EventType] = name;
+  }
+  if (new Set(Object.values(tables)).size !== EVENT_TYPES.length) badOption('tables', o.tables, 'a distinct table per event type');
+  if (o.compression !== undefined && o.compression !== 'zstd' && o.compression !== 'snappy') badOption('compression', o.compression, "'zstd' or 'snappy'");
+  return {
+    targetFileBytes: intOption('targetFileBytes', o.targetFileBytes, 512 * MiB, 1024, 4 * 1024 * MiB, ' bytes'),
+    maxFileAgeMs: intOption('maxFileAgeMs', o.maxFileAgeMs, 15 * 60_000, 0, 24 * 3_600_000, ' ms'),
+    partitionBy: parsePartitionSpec(o.partitionBy ?? ['dt']),
+    maxOpenPartitions: intOption('maxOpenPartitions', o.maxOpenPartitions, 64, 1, 10_000),
+    compression: o.compression ?? 'zstd',
+    ratio: intOption('inputBytesPerOutputByte', o.inputBytesPerOutputByte, 5, 0.1, 1000),
+    tables,
+    maxConcurrentWrites: intOption('maxConcurrentWrites', o.maxConcurrentWrites, 2, 1, 16),
+  };
+}
+
+/**
+ * The ingest pipeline: source → decode/validate → route to (table, partition) → spool → Parquet →
+ * storage → catalog → checkpoint (DESIGN §2). Exactly-once across crashes by deterministic file
+ * names and high-water marks recovered from committed files (DESIGN §5.1–5.2).
+ */
+export class Ingestor {
+  private readonly storage: Storage;
+  private readonly catalog: Catalog;
+  private readonly opts: Resolved;
+  private readonly raw: IngestOptions;
+  private readonly layouts: Map<EventType, TableLayout>;
+
+  constructor(storage: Storage, catalog: Catalog, options: IngestOptions = {}) {
+    this.storage = storage;
+    this.catalog = catalog;
+    this.raw = options;
+    this.opts = resolveIngestOptions(options);
+    this.layouts = new Map(EVENT_TYPES.map((t) => [t, tableLayout(t, this.opts.tables[t], this.opts.partitionBy)]));
+  }
+
+  /** Reads `source` to its end (or until aborted), committing everything read. */
+  async run(source: Source): Promise<IngestStats> {
+    const run = new IngestRun(this.storage, this.catalog, this.opts, this.raw, this.layouts, source);
+    return run.execute();
+  }
+}
+
+/** The state of one run; separate from Ingestor so an Ingestor can be reused. */
+class IngestRun {
+  private readonly started = Date.now();
+  private readonly stats: IngestStats = { read: 0, written: 0, deadLettered: 0, skipped: 0, files: 0, bytes: 0, seconds: 0, inputBytes: 0, inputTotalBytes: null };
+  private readonly open = new Map<string, SpoolBuffer>();
+  private readonly recovered = new Map<string, RecoveredTable>();
+  private readonly tablesEnsured = new Set<string>();
+  private readonly ratio = new Map<string, number>();
+  private readonly lastRead = new Map<string, bigint>();
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Buffers being written, for checkpoints (their rows are not committed yet). */
+  private readonly writing = new Set<SpoolBuffer>();
+  private commitChain: Promise<void> = Promise.resolve();
+  private failure: unknown = null;
+  private spoolDir = '';
+  private spoolSeq = 0;
+  private duck!: { instance: DuckDBInstance; conn: DuckDBConnection };
+  private deadLetters!: DeadLetterSink;
+  private lastTick = 0;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly catalog: Catalog,
+    private readonly opts: Resolved,
+    private readonly raw: IngestOptions,
+    private readonly layouts: Map<EventType, TableLayout>,
+    private readonly source: Source,
+  ) {}
+
+  async execute(): Promise<IngestStats> {
+    await this.prepare();
+    try {
+      for await (const batch of this.source) {
+        const ctx = { fallbackReceivedAtMs: batch.fallbackReceivedAtMs, stampReceivedAt: batch.stampReceivedAt ?? false };
+        for (const rec of batch.records) {
+          const shard = batch.shard;
+          this.lastRead.set(shard, eventPosition(rec.position, 0));
+          if (rec.oversizeBytes !== undefined) {
+            await this.deadLetter(shard, eventPosition(rec.position, 0), `record is ${rec.oversizeBytes} bytes, longer than the source accepts`, rec.data, rec.oversizeBytes);
+            continue;
+          }
+          const outcomes = decodeRecord(rec.data, ctx);
+          for (let i = 0; i < outcomes.length; i++) {
+            const o = outcomes[i]!;
+            const pos = eventPosition(rec.position, i);
+            if (isInvalid(o)) await this.deadLetter(shard, pos, o.reason, o.raw);
+            else await this.route(o, shard, pos);
+          }
+          this.lastRead.set(shard, eventPosition(rec.position, outcomes.length));
+        }
+        await this.tick();
+        if (this.raw.signal?.aborted) break;
+      }
+      for (const buf of [...this.open.values()]) await this.flush(buf);
+      await this.drain();
+      await this.deadLetters.flush();
+      await this.checkpoint();
+    } catch (err) {
+      // Let writes already started finish or fail, so no DuckDB query outlives the run.
+      await Promise.allSettled([...this.inFlight]);
+      throw err;
+    } finally {
+      for (const buf of this.open.values()) await buf.discard();
+      this.open.clear();
+      this.duck?.conn.closeSync();
+      await fsp.rm(this.spoolDir, { recursive: true, force: true });
+    }
+    this.progress();
+    return { ...this.stats };
+  }
+
+  private async prepare(): Promise<void> {
+    const local = this.storage.localPath('_tributary/spool');
+    const base = this.raw.spoolDir ?? local ?? path.join(os.tmpdir(), 'tributary-spool');
+    await fsp.mkdir(base, { recursive: true });
+    await removeStaleSpools(base);
+    this.spoolDir = path.join(base, `${process.pid}-${randomBytes(4).toString('hex')}`);
+    await fsp.mkdir(this.spoolDir, { recursive: true });
+    this.duck = await openDuckDB({ tempDirectory: path.join(this.spoolDir, 'duckdb'), ...this.raw.duckdb });
+    this.deadLetters = new DeadLetterSink(this.storage, this.source.name);
+    await this.deadLetters.recover();
+  }
+
+  private async recoveredFor(layout: TableLayout): Promise<RecoveredTable> {
+    let r = this.recovered.get(layout.table);
+    if (r === undefined) {
+      r = await recoverTable(this.storage, this.catalog, this.duck.conn, layout.table, this.source.name);
+      this.recovered.set(layout.table, r);
+    }
+    return r;
+  }
+
+  private async deadLetter(shard: string, pos: bigint, reason: string, raw: string, rawBytes?: number): Promise<void> {
+    this.stats.read++;
+    if (this.deadLetters.isDone(shard, pos)) {
+      this.stats.skipped++;
+      return;
+    }
+    this.stats.deadLettered++;
+    await this.deadLetters.add(shard, pos, reason, raw, rawBytes);
+  }
+
+  private async route(ev: DecodedEvent, shard: string, pos: bigint): Promise<void> {
+    const layout = this.layouts.get(ev.type)!;
+    const pairs = partitionValues(layout.partitionBy, { receivedAtMs: ev.receivedAtMs, event: ev.event });
+    const pk = partitionKey(pairs.map((p) => p[1]));
+    const key = layout.table + '\u0000' + pk;
+    let buf = this.open.get(key);
+    if (buf === undefined) {
+      for (const [k, v] of pairs) {
+        const problem = componentProblem(k, v);
+        if (problem !== null) return this.deadLetter(shard, pos, problem, ev.raw);
+      }
+      const rec = await this.recoveredFor(layout);
+      let marks = rec.marks.get(pk);
+      if (marks === undefined) rec.marks.set(pk, (marks = new Map()));
+      buf = new SpoolBuffer(layout.table, pairs, path.join(this.spoolDir, `${++this.spoolSeq}.ndjson`), Date.now(), marks);
+      this.open.set(key, buf);
+    }
+    this.stats.read++;
+    const mark = buf.committedMarks.get(shard);
+    if (mark !== undefined && pos <= mark) {
+      this.stats.skipped++;
+    } else {
+      buf.append(ev, shard, pos);
+      const ratio = this.ratio.get(layout.table) ?? this.opts.ratio;
+      if (buf.bytes >= this.opts.targetFileBytes * ratio) await this.flush(buf);
+    }
+    if (this.open.size > this.opts.maxOpenPartitions) await this.flush(this.open.values().next().value!);
+  }
+
+  /** About once a second: report progress, flush partitions past the time cap, surface write failures. */
+  private async tick(): Promise<void> {
+    if (this.failure !== null) throw this.failure;
+    const now = Date.now();
+    if (now - this.lastTick < 1000) return;
+    this.lastTick = now;
+    for (const buf of [...this.open.values()]) {
+      if (now - buf.openedAtMs >= this.opts.maxFileAgeMs) await this.flush(buf);
+    }
+    this.progress();
+  }
+
+  private progress(): void {
+    this.stats.seconds = (Date.now() - this.started) / 1000;
+    const p = this.source.progress?.();
+    if (p !== undefined) {
+      this.stats.inputBytes = p.bytes;
+      this.stats.inputTotalBytes = p.totalBytes;
+    }
+    this.raw.onProgress?.({ ...this.stats });
+  }
+
+  /** Starts writing `buf` as a Parquet file; its commit is ordered after every earlier one. */
+  private async flush(buf: SpoolBuffer): Promise<void> {
+    const layout = [...this.layouts.values()].find((l) => l.table === buf.table)!;
+    this.open.delete(buf.table + '\u0000' + partitionKey(buf.partition.map((p) => p[1])));
+    if (buf.rows === 0) return buf.discard();
+    buf.close();
+    this.writing.add(buf);
+    while (this.inFlight.size >= this.opts.maxConcurrentWrites) await Promise.race(this.inFlight);
+    if (this.failure !== null) throw this.failure;
+    const outPath = buf.path.replace(/\.ndjson$/, '.parquet');
+    const written = (async () => {
+      const conn = await this.duck.instance.connect();
+      try {
+        return await writeParquet(conn, {
+          spoolPath: buf.path,
+          outPath,
+          columns: layout.dataColumns,
+          sortBy: layout.sortBy,
+          expectedRows: buf.rows,
+          compression: this.opts.compression,
+          metadata: { [RANGES_METADATA_KEY]: rangesJson(this.source.name, buf.ranges), 'tributary.table': layout.table },
+        });
+      } finally {
+        conn.closeSync();
+      }
+    })();
+    written.catch(() => undefined); // observed through the commit chain below
+    const committed = this.commitChain.then(async () => {
+      if (this.failure !== null) return;
+      await this.commit(buf, layout, outPath, await written);
+    });
+    const tracked = committed.catch((err) => {
+      this.failure ??= err;
+    });
+    this.commitChain = tracked;
+    this.inFlight.add(tracked);
+    void tracked.finally(() => this.inFlight.delete(tracked));
+  }
+
+  private async drain(): Promise<void> {
+    await this.commitChain;
+    await Promise.allSettled([...this.inFlight]);
+    if (this.failure !== null) throw this.failure;
+  }
+
+  private async commit(buf: SpoolBuffer, layout: TableLayout, localParquet: string, bytes: number): Promise<void> {
+    if (!this.tablesEnsured.has(layout.table)) {
+      await this.catalog.ensureTable(layout.def);
+      this.tablesEnsured.add(layout.table);
+    }
+    const rec = await this.recoveredFor(layout);
+    const values = buf.partition.map((p) => p[1]);
+    const pk = partitionKey(values);
+    let part = rec.partitions.get(pk);
+    if (part === undefined) {
+      // Register the partition before its first file appears: Athena may see it empty, never a file outside the catalog.
+      await this.catalog.addPartitions(layout.table, [{ values, location: `${layout.table}/${partitionPath(buf.partition)}` }]);
+      part = (await this.catalog.getPartitions(layout.table)).find((p) => partitionKey(p.values) === pk);
+      if (part === undefined) throw new TributaryError(`partition ${pk} of ${layout.table} vanished right after it was registered`, { retriable: true });
+      rec.partitions.set(pk, part);
+    }
+    const key = `${part.location}/${dataFileName(this.source.name, buf.ranges)}`;
+    await this.storage.putFile(key, localParquet);
+    const marks = buf.committedMarks;
+    for (const [shard, r] of buf.ranges) if ((marks.get(shard) ?? -1n) < r.last) marks.set(shard, r.last);
+    if (bytes >= MiB) this.ratio.set(layout.table, buf.bytes / bytes);
+    this.stats.written += buf.rows;
+    this.stats.files++;
+    this.stats.bytes += bytes;
+    this.writing.delete(buf);
+    await buf.discard();
+    await this.checkpoint();
+  }
+
+  /** Tells the source how far each shard is committed: up to the first row still held anywhere. */
+  private async checkpoint(): Promise<void> {
+    if (this.source.checkpoint === undefined) return;
+    await this.deadLetters.flush();
+    const held = new Map<string, bigint>();
+    for (const buf of [...this.open.values(), ...this.writing]) {
+      for (const [shard, r] of buf.ranges) if ((held.get(shard) ?? r.first) >= r.first) held.set(shard, r.first);
+    }
+    for (const [shard, last] of this.lastRead) {
+      const first = held.get(shard);
+      const safe = first === undefined ? last : first - 1n;
+      if (safe >= 0n) await this.source.checkpoint(shard, safe);
+    }
+  }
+}
+
+/** Removes spool directories of processes that are no longer running (left by a crash). */
+async function removeStaleSpools(base: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await fsp.readdir(base);
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const pid = Number(e.split('-')[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    if (!alive) await fsp.rm(path.join(base, e), { recursive: true, force: true });
+  }
+}
+

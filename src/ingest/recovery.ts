@@ -1,0 +1,58 @@
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { partitionKey, type Catalog, type PartitionDef } from '../catalog/catalog.ts';
+import { listCommittedFiles } from '../catalog/files.ts';
+import type { Storage } from '../storage/storage.ts';
+import { sqlString } from '../writer/duckdb.ts';
+import { RANGES_METADATA_KEY, parseDataFileName } from './file-names.ts';
+
+/** Per partition (by partitionKey of its values), per shard: the highest committed position. */
+export type PartitionMarks = Map<string, Map<string, bigint>>;
+
+/** What a table looks like to a restarting writer. */
+export interface RecoveredTable {
+  partitions: Map<string, PartitionDef>;
+  marks: PartitionMarks;
+}
+
+function raise(marks: PartitionMarks, part: string, shard: string, last: bigint): void {
+  let m = marks.get(part);
+  if (m === undefined) marks.set(part, (m = new Map()));
+  if ((m.get(shard) ?? -1n) < last) m.set(shard, last);
+}
+
+/**
+ * Recovers, from the committed files themselves, how far each shard of `source` got in each
+ * partition of `table` (DESIGN §5.2). Single-shard files say it in their names; multi-shard and
+ * merged files in their Parquet footers.
+ */
+export async function recoverTable(storage: Storage, catalog: Catalog, conn: DuckDBConnection, table: string, source: string): Promise<RecoveredTable> {
+  const parts = await catalog.getPartitions(table);
+  const partitions = new Map(parts.map((p) => [partitionKey(p.values), p]));
+  const marks: PartitionMarks = new Map();
+  const footers: Array<{ path: string; part: string }> = [];
+  for (const f of await listCommittedFiles(storage, catalog, table, parts)) {
+    const name = f.key.slice(f.key.lastIndexOf('/') + 1);
+    const part = partitionKey(f.partition.values);
+    const parsed = parseDataFileName(name);
+    if (parsed !== null) {
+      if (parsed.source === source) raise(marks, part, parsed.shard, parsed.last);
+      continue;
+    }
+    if (!name.startsWith(source + '+')) continue;
+    const local = storage.localPath(f.key);
+    if (local !== undefined) footers.push({ path: local, part });
+  }
+  const byPath = new Map(footers.map((f) => [f.path, f.part]));
+  for (let i = 0; i < footers.length; i += 500) {
+    const list = footers.slice(i, i + 500).map((f) => sqlString(f.path)).join(', ');
+    const res = await conn.runAndReadAll(
+      `SELECT file_name, value::VARCHAR FROM parquet_kv_metadata([${list}]) WHERE key::VARCHAR = ${sqlString(RANGES_METADATA_KEY)}`,
+    );
+    for (const [file, value] of res.getRows() as Array<[string, string]>) {
+      const parsed = JSON.parse(value) as { source: string; ranges: Record<string, [string, string]> };
+      if (parsed.source !== source) continue;
+      for (const [shard, [, last]] of Object.entries(parsed.ranges)) raise(marks, byPath.get(file)!, shard, BigInt(last));
+    }
+  }
+  return { partitions, marks };
+}

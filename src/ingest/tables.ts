@@ -1,0 +1,39 @@
+import { PARQUET_FORMAT, type TableDef } from '../catalog/catalog.ts';
+import { columnsFor, sortColumnsFor, type ColumnDef, type EventType } from '../events/schema.ts';
+import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
+
+/** How one event type is laid out in the lake. */
+export interface TableLayout {
+  type: EventType;
+  table: string;
+  /** Partition fields that apply to this table, in path order. */
+  partitionBy: PartitionField[];
+  /** Data columns written to files (partition columns removed). */
+  dataColumns: ColumnDef[];
+  sortBy: string[];
+  def: TableDef;
+}
+
+/** The layout of `type`'s table under the partition spec (fields the table lacks, such as `event` for pages, are skipped). */
+export function tableLayout(type: EventType, table: string, spec: readonly PartitionField[]): TableLayout {
+  const all = columnsFor(type);
+  const names = new Set(all.map((c) => c.name));
+  const partitionBy = spec.filter((f) => PARTITION_FIELDS[f].column === null || names.has(PARTITION_FIELDS[f].column!));
+  const partCols = new Set(partitionBy.map((f) => PARTITION_FIELDS[f].column).filter((c): c is string => c !== null));
+  const dataColumns = all.filter((c) => !partCols.has(c.name));
+  return {
+    type,
+    table,
+    partitionBy,
+    dataColumns,
+    sortBy: sortColumnsFor(type),
+    def: {
+      name: table,
+      columns: dataColumns.map((c) => ({ name: c.name, type: c.glueType, comment: c.comment })),
+      partitionKeys: partitionBy.map((f) => ({ name: f, type: PARTITION_FIELDS[f].glueType })),
+      location: table,
+      ...PARQUET_FORMAT,
+      parameters: { classification: 'parquet', 'parquet.compression': 'ZSTD', tributary_event_type: type },
+    },
+  };
+}

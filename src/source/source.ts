@@ -1,0 +1,41 @@
+/** One record as read from a source: a line of a file, a Kinesis record's payload, a log entry. */
+export interface SourceRecord {
+  /** Position inside its shard; strictly increasing within the shard. */
+  position: bigint;
+  /** The record's text (UTF-8 decoded). */
+  data: string;
+  /** When set, the record was longer than the source accepts: `data` holds only its head, this its full size. */
+  oversizeBytes?: number;
+}
+
+/** Records read together from one shard. */
+export interface RecordBatch {
+  /** Shard id, safe as a file-name part ([A-Za-z0-9_-]). */
+  shard: string;
+  /** receivedAt given to events that carry neither receivedAt nor timestamp. */
+  fallbackReceivedAtMs: number;
+  /** When true, every event's receivedAt is set to fallbackReceivedAtMs (a collector stamping arrival). */
+  stampReceivedAt?: boolean;
+  records: SourceRecord[];
+}
+
+/**
+ * The Source port: an async iterable of record batches (pull, so a slow writer slows the reader).
+ * Positions let the pipeline name files deterministically and skip what is already committed.
+ */
+export interface Source extends AsyncIterable<RecordBatch> {
+  /** Stable name of the stream, safe as a path part: `file`, `kinesis-<stream>`, `log`. */
+  readonly name: string;
+  /** Called once every record of `shard` at or before `position` is committed; a source may persist it. */
+  checkpoint?(shard: string, position: bigint): Promise<void>;
+  /** Progress in input bytes so far and in total when known (for a progress line). */
+  progress?(): { bytes: number; totalBytes: number | null };
+}
+
+/** Bits of an event position reserved for the index of an event inside its record (a Segment batch). */
+export const SUB_POSITION_BITS = 20n;
+
+/** The position of the `index`-th event of the record at `recordPosition`. */
+export function eventPosition(recordPosition: bigint, index: number): bigint {
+  return (recordPosition << SUB_POSITION_BITS) | BigInt(index);
+}

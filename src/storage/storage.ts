@@ -1,0 +1,45 @@
+/** One object in storage, as listed. */
+export interface ObjectInfo {
+  /** Key relative to the storage root, with '/' separators. */
+  key: string;
+  /** Size in bytes. */
+  size: number;
+  /** Last modification time, epoch milliseconds. */
+  mtimeMs: number;
+}
+
+/**
+ * The Storage port: a flat key space under one root (a local directory or an S3 bucket/prefix).
+ * Every write is atomic: a reader sees an object whole or not at all.
+ */
+export interface Storage {
+  /** Human-readable root, e.g. `/data/lake` or `s3://bucket/prefix`. */
+  readonly root: string;
+  /** Writes `body` at `key`, replacing any object there, atomically. */
+  put(key: string, body: Uint8Array | string): Promise<void>;
+  /** Moves (or uploads) the local file at `localPath` to `key`, atomically; the local file is consumed. */
+  putFile(key: string, localPath: string): Promise<void>;
+  /** Creates `key` only if absent; false when it already existed (the basis of leases and catalog versions). */
+  putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean>;
+  /** The object's bytes, or undefined when there is none. */
+  get(key: string): Promise<Buffer | undefined>;
+  /** Objects directly under `prefix` (non-recursive unless `recursive`), sorted by key. */
+  list(prefix: string, options?: { recursive?: boolean }): Promise<ObjectInfo[]>;
+  /** Deletes the keys; missing keys are not an error. */
+  delete(keys: string[]): Promise<void>;
+  /** A path DuckDB can read the object from directly, or undefined when it must be fetched first. */
+  localPath(key: string): string | undefined;
+}
+
+/** Joins key parts with single '/' separators. */
+export function joinKey(...parts: string[]): string {
+  return parts
+    .filter((p) => p.length > 0)
+    .map((p, i) => (i === 0 ? p.replace(/\/+$/, '') : p.replace(/^\/+|\/+$/g, '')))
+    .join('/');
+}
+
+/** True for names readers must ignore (Hive, Athena and Spark skip names starting with '_' or '.'). */
+export function isHiddenName(name: string): boolean {
+  return name.startsWith('_') || name.startsWith('.');
+}

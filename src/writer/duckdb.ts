@@ -1,0 +1,31 @@
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+
+/** Options of an in-process DuckDB. */
+export interface DuckDBOptions {
+  /** DuckDB memory limit, e.g. '768MB'. Default '768MB': sorts of large files spill to tempDirectory beyond it. */
+  memoryLimit?: string;
+  /** Where DuckDB spills; default DuckDB's own (`.tmp` beside the database, or the OS temp dir in memory). */
+  tempDirectory?: string;
+  /** Worker threads; default all cores. */
+  threads?: number;
+}
+
+/** Opens an in-memory DuckDB with the given limits and one connection. */
+export async function openDuckDB(options: DuckDBOptions = {}): Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> {
+  const config: Record<string, string> = { memory_limit: options.memoryLimit ?? '768MB' };
+  if (options.tempDirectory !== undefined) config.temp_directory = options.tempDirectory;
+  if (options.threads !== undefined) config.threads = String(options.threads);
+  const instance = await DuckDBInstance.create(':memory:', config);
+  const conn = await instance.connect();
+  return { instance, conn };
+}
+
+/** A SQL string literal. */
+export function sqlString(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+/** A SQL identifier, always quoted. */
+export function sqlIdent(s: string): string {
+  return `"${s.replace(/"/g, '""')}"`;
+}

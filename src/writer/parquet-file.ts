@@ -1,0 +1,57 @@
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { promises as fsp } from 'node:fs';
+import { RAW_EVENT_STRUCT, type ColumnDef } from '../events/schema.ts';
+import { WriterError } from '../errors.ts';
+import { sqlIdent, sqlString } from './duckdb.ts';
+
+/** Parquet compression codecs offered (both read by Athena, Spark, Trino and DuckDB). */
+export type Compression = 'zstd' | 'snappy';
+
+/** What one Parquet write needs. */
+export interface ParquetWrite {
+  /** The spool file (see spool.ts). */
+  spoolPath: string;
+  /** Where to write the Parquet file (local). */
+  outPath: string;
+  /** Data columns to write, in order (partition columns excluded). */
+  columns: ColumnDef[];
+  /** Columns the rows are ordered by (must be among `columns` to take effect). */
+  sortBy: string[];
+  /** Rows the spool holds; the write fails if DuckDB read any other number. */
+  expectedRows: number;
+  compression: Compression;
+  /** Key/value pairs stored in the Parquet footer. */
+  metadata: Record<string, string>;
+}
+
+/** Rows per Parquet row group: DuckDB's default, a good size for Athena's split planning. */
+const ROW_GROUP_SIZE = 122_880;
+
+/** Converts a spool file to one Parquet file with DuckDB; returns the file's size in bytes. */
+export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Promise<number> {
+  const names = new Set(w.columns.map((c) => c.name));
+  const select = w.columns.map((c) => `${c.sql} AS ${sqlIdent(c.name)}`).join(', ');
+  const order = w.sortBy.filter((c) => names.has(c)).map(sqlIdent).join(', ');
+  const kv = Object.entries(w.metadata)
+    .map(([k, v]) => `${sqlIdent(k)}: ${sqlString(v)}`)
+    .join(', ');
+  const source =
+    `read_json(${sqlString(w.spoolPath)}, format='newline_delimited', maximum_object_size=4194304, ` +
+    `columns={m: 'VARCHAR', r: 'BIGINT', t: 'BIGINT', o: 'BIGINT', s: 'BIGINT', e: ${sqlString(RAW_EVENT_STRUCT)}})`;
+  const sql =
+    `COPY (SELECT ${select} FROM ${source}${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(w.outPath)} ` +
+    `(FORMAT parquet, COMPRESSION ${w.compression}, ROW_GROUP_SIZE ${ROW_GROUP_SIZE}${kv ? `, KV_METADATA {${kv}}` : ''})`;
+  let written: number;
+  try {
+    const res = await conn.runAndReadAll(sql);
+    written = Number(res.getRows()[0]?.[0] ?? -1);
+  } catch (err) {
+    await fsp.rm(w.outPath, { force: true });
+    throw new WriterError(`writing ${w.outPath} from ${w.spoolPath} failed: ${(err as Error).message}`, { cause: err });
+  }
+  if (written !== w.expectedRows) {
+    await fsp.rm(w.outPath, { force: true });
+    throw new WriterError(`writing ${w.outPath}: DuckDB read ${written} rows from ${w.spoolPath}, expected ${w.expectedRows}`);
+  }
+  return (await fsp.stat(w.outPath)).size;
+}
