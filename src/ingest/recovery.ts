@@ -46,7 +46,7 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
   for (let i = 0; i < footers.length; i += 500) {
     const list = footers.slice(i, i + 500).map((f) => sqlString(f.path)).join(', ');
     const res = await conn.runAndReadAll(
-      `SELECT file_name, value::VARCHAR FROM parquet_kv_metadata([${list}]) WHERE key::VARCHAR = ${sqlString(RANGES_METADATA_KEY)}`,
+      `SELECT file_name, decode(value) FROM parquet_kv_metadata([${list}]) WHERE decode(key) = ${sqlString(RANGES_METADATA_KEY)}`,
     );
     for (const [file, value] of res.getRows() as Array<[string, string]>) {
       const parsed = JSON.parse(value) as { source: string; ranges: Record<string, [string, string]> };

@@ -1,0 +1,20 @@
+/** The library's public surface; the CLI uses only what is exported here. */
+export * from './errors.ts';
+export { openLocalLake, type Lake } from './lake.ts';
+export type { Storage, ObjectInfo } from './storage/storage.ts';
+export { LocalStorage } from './storage/local-storage.ts';
+export type { Catalog, TableDef, PartitionDef, CatalogColumn } from './catalog/catalog.ts';
+export { EmbeddedCatalog } from './catalog/embedded-catalog.ts';
+export { listCommittedFiles, type CommittedFile } from './catalog/files.ts';
+export type { Source, RecordBatch, SourceRecord } from './source/source.ts';
+export { FileSource, type FileSourceOptions } from './source/file-source.ts';
+export { Ingestor, type IngestOptions, type IngestStats } from './ingest/ingestor.ts';
+export type { DeadLetter } from './ingest/dead-letters.ts';
+export { decodeRecord, isInvalid, type DecodedEvent, type InvalidRecord } from './events/decode.ts';
+export { EVENT_TYPES, DEFAULT_TABLE_OF, columnsFor, type EventType } from './events/schema.ts';
+export { parsePartitionSpec, type PartitionField } from './partition/spec.ts';
+export { escapePathValue, unescapePathValue } from './partition/hive-path.ts';
+export { LakeQuery, type QueryResult, type LakeQueryOptions } from './query/lake-query.ts';
+export { describeLake, type TableInfo, type FileInfo } from './query/describe.ts';
+export { sampleLines, type SampleOptions } from './sample/generate.ts';
+export { parseSize, parseDuration } from './units.ts';
