@@ -36,7 +36,7 @@ export function parse<O extends Options>(argv: string[], options: O) {
 export async function lakeSettings(values: { lake?: string; config?: string }, io: Io): Promise<{ config: FileConfig; lake: string }> {
   const explicit = values.config !== undefined;
   const config = await loadConfig(values.config ?? `${io.cwd}/tributary.config.json`, explicit);
-  const lake = values.lake ?? io.env.TRIBUTARY_LAKE ?? config.lake ?? './lake';
+  const lake = values.lake ?? (io.env.TRIBUTARY_LAKE || undefined) ?? config.lake ?? './lake';
   if (lake.length === 0) throw new ConfigError('--lake: an empty path is not a lake directory');
   return { config, lake };
 }

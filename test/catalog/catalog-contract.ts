@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { PARQUET_FORMAT, type Catalog, type TableDef } from '../../src/catalog/catalog.ts';
+
+export function tableDef(name: string, columns = ['a', 'b'], keys = ['dt']): TableDef {
+  return {
+    name,
+    columns: columns.map((c) => ({ name: c, type: 'string' })),
+    partitionKeys: keys.map((k) => ({ name: k, type: 'string' })),
+    location: name,
+    ...PARQUET_FORMAT,
+    parameters: { classification: 'parquet' },
+  };
+}
+
+/** The contract every Catalog implementation passes. */
+export function catalogContract(name: string, make: () => Promise<Catalog>): void {
+  test(`${name}: tables are created once, columns appended never reordered, partition keys fixed`, async () => {
+    const c = await make();
+    assert.equal(await c.getTable('t'), undefined);
+    assert.deepEqual(await c.listTables(), []);
+    await c.ensureTable(tableDef('t'));
+    await c.ensureTable(tableDef('t')); // idempotent
+    const widened = await c.ensureTable(tableDef('t', ['c', 'a']));
+    assert.deepEqual(widened.columns.map((x) => x.name), ['a', 'b', 'c']);
+    assert.deepEqual((await c.getTable('t'))!.columns.map((x) => x.name), ['a', 'b', 'c']);
+    assert.equal((await c.getTable('t'))!.serde, PARQUET_FORMAT.serde);
+    await assert.rejects(c.ensureTable(tableDef('t', ['a'], ['event', 'dt'])), /partitioned by \(dt\)/);
+    await c.ensureTable(tableDef('s'));
+    assert.deepEqual((await c.listTables()).map((t) => t.name), ['s', 't']);
+  });
+
+  test(`${name}: partitions are added idempotently with their locations`, async () => {
+    const c = await make();
+    await c.ensureTable(tableDef('t'));
+    await c.addPartitions('t', [{ values: ['2026-01-02'], location: 't/dt=2026-01-02' }]);
+    await c.addPartitions('t', [
+      { values: ['2026-01-01'], location: 't/dt=2026-01-01' },
+      { values: ['2026-01-02'], location: 'ignored/because/exists' },
+    ]);
+    const parts = await c.getPartitions('t');
+    assert.deepEqual(parts.map((p) => [p.values, p.location]), [
+      [['2026-01-01'], 't/dt=2026-01-01'],
+      [['2026-01-02'], 't/dt=2026-01-02'],
+    ]);
+    assert.ok(parts.every((p) => p.version >= 1));
+    await assert.rejects(c.addPartitions('missing', [{ values: ['x'], location: 'x' }]), /does not exist/);
+  });
+
+  test(`${name}: concurrent writers lose no partition`, async () => {
+    const c = await make();
+    await c.ensureTable(tableDef('t'));
+    await Promise.all(Array.from({ length: 12 }, (_, i) => c.addPartitions('t', [{ values: [`v${String(i).padStart(2, '0')}`], location: `t/dt=v${i}` }])));
+    assert.equal((await c.getPartitions('t')).length, 12);
+  });
+}

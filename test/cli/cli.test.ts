@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { runCli, tempDir } from '../support/tmp.ts';
+
+const EVENTS = [
+  { type: 'track', event: 'Signed Up', userId: 'u1', messageId: 'm1', receivedAt: '2026-11-20T10:00:00Z', properties: { plan: 'pro, "yearly"' } },
+  { type: 'track', event: 'Signed Up', userId: 'u2', messageId: 'm2', receivedAt: '2026-11-21T10:00:00Z' },
+  { type: 'page', name: 'Home', anonymousId: 'a1', messageId: 'm3', receivedAt: '2026-11-21T11:00:00Z' },
+].map((e) => JSON.stringify(e));
+
+test('ingest from stdin, then query in every format and list tables', async () => {
+  const dir = tempDir('cli');
+  const lake = `${dir}/lake`;
+  const r = await runCli(['ingest', '--lake', lake, '-'], { input: EVENTS.join('\n') + '\nnot json\n' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /read\s+4/);
+  assert.match(r.stdout, /written\s+3/);
+  assert.match(r.stdout, /dead letters\s+1/);
+
+  const sql = 'SELECT event, count(*) AS n, min(json_extract_string(properties, \'$.plan\')) AS plan FROM tracks GROUP BY 1';
+  const json = await runCli(['query', '--lake', lake, '--format', 'json', sql]);
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual(JSON.parse(json.stdout), [{ event: 'Signed Up', n: 2, plan: 'pro, "yearly"' }]);
+  const nd = await runCli(['query', '--lake', lake, '--format', 'ndjson', 'SELECT message_id FROM tracks ORDER BY 1']);
+  assert.equal(nd.stdout, '{"message_id":"m1"}\n{"message_id":"m2"}\n');
+  const csv = await runCli(['query', '--lake', lake, '--format', 'csv', sql]);
+  assert.equal(csv.stdout, 'event,n,plan\r\nSigned Up,2,"pro, ""yearly"""\r\n');
+  const table = await runCli(['query', '--lake', lake, sql]);
+  assert.match(table.stdout, /│ event +│ +n │ plan +│/);
+  assert.match(table.stdout, /1 row\n$/);
+
+  const fromEnv = await runCli(['query', '--format', 'json', 'SELECT count(*) AS n FROM pages'], { env: { TRIBUTARY_LAKE: lake } });
+  assert.deepEqual(JSON.parse(fromEnv.stdout), [{ n: 1 }]);
+
+  const tables = await runCli(['tables', '--lake', lake, '--json']);
+  assert.equal(tables.code, 0, tables.stderr);
+  const info = JSON.parse(tables.stdout);
+  const tracks = info.tables.find((t: { name: string }) => t.name === 'tracks');
+  assert.deepEqual(tracks.partitionKeys.map((k: { name: string }) => k.name), ['dt']);
+  assert.ok(tracks.columns.some((c: { name: string; type: string }) => c.name === 'received_at' && c.type === 'timestamp'));
+  assert.deepEqual(tracks.partitions.map((p: { values: string[] }) => p.values), [['2026-11-20'], ['2026-11-21']]);
+  assert.equal(tracks.rows, 2);
+  const file = tracks.partitions[0].files[0];
+  assert.equal(file.rows, 1);
+  assert.ok(file.bytes > 0 && file.path.startsWith('tracks/dt=2026-11-20/'));
+  const text = await runCli(['tables', '--lake', lake]);
+  assert.match(text.stdout, /tracks: 2 rows in 2 files/);
+});
+
+test('timestamps are Parquet INT64 millisecond timestamps in UTC, never INT96', async () => {
+  const dir = tempDir('cli');
+  const lake = `${dir}/lake`;
+  await runCli(['ingest', '--lake', lake, '-'], { input: EVENTS.join('\n') });
+  const r = await runCli(['query', '--lake', lake, '--format', 'json', `SELECT name, type, logical_type FROM parquet_schema('${lake}/tracks/*/*.parquet') WHERE name IN ('timestamp', 'received_at', 'sent_at', 'original_timestamp') GROUP BY ALL ORDER BY 1`]);
+  assert.equal(r.code, 0, r.stderr);
+  const rows = JSON.parse(r.stdout);
+  assert.equal(rows.length, 4);
+  for (const row of rows) {
+    assert.equal(row.type, 'INT64');
+    assert.match(row.logical_type, /MILLIS/);
+  }
+  const v = await runCli(['query', '--lake', lake, '--format', 'json', "SELECT CAST(received_at AS VARCHAR) AS r FROM tracks WHERE message_id = 'm1'"]);
+  assert.deepEqual(JSON.parse(v.stdout), [{ r: '2026-11-20 10:00:00' }]);
+});
+
+test('usage errors exit 2 with a message naming the bad value; runtime failures exit 1', async () => {
+  const dir = tempDir('cli');
+  const cases: Array<[string[], number, RegExp]> = [
+    [[], 2, /Commands:/],
+    [['frobnicate'], 2, /unknown command "frobnicate"/],
+    [['ingest', '--lake', `${dir}/l`], 2, /no input given/],
+    [['ingest', '--lake', `${dir}/l`, '--target-file-size', 'huge', 'x'], 2, /"huge"/],
+    [['ingest', '--lake', `${dir}/l`, '--target-file-size', '10', 'x'], 2, /targetFileBytes: 10 is not valid; expected a number from 1024/],
+    [['ingest', '--lake', `${dir}/l`, '--partition-by', 'week', 'x'], 2, /"week"/],
+    [['ingest', '--lake', `${dir}/l`, '--max-file-age', 'soon', 'x'], 2, /"soon"/],
+    [['ingest', '--bogus-flag', 'x'], 2, /bogus-flag/],
+    [['query', '--lake', `${dir}/l`, '--format', 'xml', 'SELECT 1'], 2, /--format: "xml"/],
+    [['query', '--lake', `${dir}/l`], 2, /expected one SQL statement/],
+    [['ingest', '--lake', `${dir}/l`, `${dir}/missing.ndjson`], 1, /missing\.ndjson/],
+    [['query', '--lake', `${dir}/l`, 'SELECT * FROM tracks'], 1, /no table or view named tracks; it has no tables yet/],
+    [['query', '--lake', `${dir}/l`, 'SELEC 1'], 1, /syntax error/i],
+    [['ingest', '--config', `${dir}/nope.json`, 'x'], 2, /nope\.json/],
+  ];
+  for (const [args, code, pattern] of cases) {
+    const r = await runCli(args);
+    assert.equal(r.code, code, `${args.join(' ')} → ${r.code}: ${r.stderr}`);
+    assert.match(r.stderr + r.stdout, pattern, args.join(' '));
+    assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+  }
+});
+
+test('tributary.config.json supplies defaults that flags override', async () => {
+  const dir = tempDir('cli');
+  writeFileSync(`${dir}/tributary.config.json`, JSON.stringify({ lake: 'cfg-lake', partitionBy: 'event,dt' }));
+  writeFileSync(`${dir}/e.ndjson`, EVENTS.join('\n'));
+  const r = await runCli(['ingest', '--json', 'e.ndjson'], { cwd: dir });
+  assert.equal(r.code, 0, r.stderr);
+  const t = await runCli(['tables', '--json'], { cwd: dir });
+  const tracks = JSON.parse(t.stdout).tables.find((x: { name: string }) => x.name === 'tracks');
+  assert.deepEqual(tracks.partitionKeys.map((k: { name: string }) => k.name), ['event', 'dt']);
+  assert.match(tracks.partitions[0].location, /^tracks\/event=Signed Up\/dt=/);
+  writeFileSync(`${dir}/tributary.config.json`, JSON.stringify({ lake: 'x', colour: 'blue' }));
+  const bad = await runCli(['tables'], { cwd: dir });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /"colour"/);
+});

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Storage } from '../../src/storage/storage.ts';
+
+/** The contract every Storage implementation passes (run by each implementation's test file). */
+export function storageContract(name: string, make: () => Promise<Storage>): void {
+  test(`${name}: put/get round-trips bytes and text, replaces, and misses are undefined`, async () => {
+    const s = await make();
+    await s.put('a/b/c.bin', new Uint8Array([0, 1, 2, 255]));
+    assert.deepEqual([...(await s.get('a/b/c.bin'))!], [0, 1, 2, 255]);
+    await s.put('a/b/c.bin', 'text ☕');
+    assert.equal((await s.get('a/b/c.bin'))!.toString('utf8'), 'text ☕');
+    assert.equal(await s.get('a/b/missing'), undefined);
+    assert.equal(await s.get('nope/x'), undefined);
+  });
+
+  test(`${name}: putIfAbsent creates once`, async () => {
+    const s = await make();
+    assert.equal(await s.putIfAbsent('locks/one', 'first'), true);
+    assert.equal(await s.putIfAbsent('locks/one', 'second'), false);
+    assert.equal((await s.get('locks/one'))!.toString(), 'first');
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => s.putIfAbsent('locks/race', `w${i}`)));
+    assert.equal(results.filter(Boolean).length, 1, 'exactly one concurrent creator wins');
+  });
+
+  test(`${name}: list is sorted, non-recursive by default, hides nothing itself`, async () => {
+    const s = await make();
+    await s.put('t/p=1/b.parquet', 'b');
+    await s.put('t/p=1/a.parquet', 'aa');
+    await s.put('t/p=1/sub/c.parquet', 'c');
+    await s.put('t/p=10/d.parquet', 'd');
+    const flat = await s.list('t/p=1');
+    assert.deepEqual(flat.map((o) => o.key), ['t/p=1/a.parquet', 't/p=1/b.parquet']);
+    assert.equal(flat[0]!.size, 2);
+    assert.ok(flat[0]!.mtimeMs > 0);
+    const deep = await s.list('t', { recursive: true });
+    assert.deepEqual(deep.map((o) => o.key), ['t/p=1/a.parquet', 't/p=1/b.parquet', 't/p=1/sub/c.parquet', 't/p=10/d.parquet']);
+    assert.deepEqual(await s.list('none'), []);
+  });
+
+  test(`${name}: delete removes and ignores missing keys`, async () => {
+    const s = await make();
+    await s.put('d/x', 'x');
+    await s.put('d/y', 'y');
+    await s.delete(['d/x', 'd/missing']);
+    assert.deepEqual((await s.list('d')).map((o) => o.key), ['d/y']);
+  });
+
+  test(`${name}: keys cannot leave the root`, async () => {
+    const s = await make();
+    await assert.rejects(s.put('../escape', 'x'), /outside/);
+    await assert.rejects(s.get('a/../../escape'), /outside/);
+  });
+}
