@@ -5,7 +5,10 @@ const TIME_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, min: 60_
 
 /** Parses `512MB`, `1GiB`, `64k` or a plain byte count. KB/MB/GB are powers of 1024, as in most data tools. */
 export function parseSize(name: string, v: string | number): number {
-  if (typeof v === 'number') return v;
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v) || v < 0) badOption(name, v, 'a size such as 512MB, 1GB or 65536');
+    return v;
+  }
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
   const unit = m?.[2]?.toLowerCase();
   if (m === null || unit === undefined || !(unit in SIZE_UNITS)) badOption(name, v, 'a size such as 512MB, 1GB or 65536');
@@ -14,14 +17,17 @@ export function parseSize(name: string, v: string | number): number {
 
 /** Parses `15m`, `30s`, `1h`, `500ms` or a plain millisecond count. */
 export function parseDuration(name: string, v: string | number): number {
-  if (typeof v === 'number') return v;
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v) || v < 0) badOption(name, v, 'a duration such as 15m, 30s, 1h or 500ms');
+    return v;
+  }
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
   const unit = m?.[2]?.toLowerCase() || 'ms';
   if (m === null || !(unit in TIME_UNITS)) badOption(name, v, 'a duration such as 15m, 30s, 1h or 500ms');
   return Math.round(Number(m[1]) * TIME_UNITS[unit]!);
 }
 
-/** 1536 → "1.5 KiB". */
+/** 1536 → "1.50 KiB", 1048576 → "1.00 MiB". */
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;

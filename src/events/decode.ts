@@ -55,8 +55,9 @@ const DATE_FIELDS = ['timestamp', 'originalTimestamp', 'sentAt', 'receivedAt'] a
  * one per member for a Segment batch envelope `{"batch":[...]}`. Never throws on bad input.
  */
 export function decodeRecord(text: string, ctx: DecodeContext): DecodeOutcome[] {
-  if (text.length > MAX_BATCH_BYTES) {
-    return [{ reason: `record is ${Buffer.byteLength(text)} bytes, larger than the ${MAX_BATCH_BYTES}-byte batch limit`, raw: text }];
+  const recordBytes = byteLengthOver(text, MAX_BATCH_BYTES);
+  if (recordBytes !== null) {
+    return [{ reason: `record is ${recordBytes} bytes, larger than the ${MAX_BATCH_BYTES}-byte batch limit`, raw: text }];
   }
   let value: unknown;
   try {

@@ -20,7 +20,7 @@ export function parsePartitionSpec(spec: string | readonly string[]): PartitionF
   if (parts.length === 0) badOption('partitionBy', spec, 'a comma-separated list of dt, hour, event (e.g. "dt" or "event,dt")');
   const seen = new Set<string>();
   for (const p of parts) {
-    if (!(p in PARTITION_FIELDS)) badOption('partitionBy', p, 'one of dt, hour, event');
+    if (!Object.hasOwn(PARTITION_FIELDS, p)) badOption('partitionBy', p, 'one of dt, hour, event');
     if (seen.has(p)) badOption('partitionBy', spec, 'each field at most once');
     seen.add(p);
   }

@@ -87,7 +87,6 @@ describe('decodeRecord refusals', () => {
 
   test(
     'a batch record over 500 KB in UTF-8 bytes but under 500 K characters is refused',
-    { todo: 'bug: decode.ts:58 compares text.length (UTF-16 units) with MAX_BATCH_BYTES, so multi-byte records up to ~1.5 MB pass' },
     () => {
       // 30 members of ~20 KB bytes (10 000 'é', 2 bytes each): each under the 32 KB event limit,
       // the whole record ~602 000 bytes but only ~302 000 characters.
