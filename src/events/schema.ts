@@ -34,7 +34,13 @@ const ts = (name: string, field: string, comment: string): ColumnDef => ({
   sql: `CAST(epoch_ms(${field}) AS TIMESTAMP_MS)`,
   comment,
 });
-const ctx = (name: string, jsonPath: string): ColumnDef => str(name, `json_extract_string(e.context, '${jsonPath}')`, `context${jsonPath.slice(1)}`);
+/**
+ * JSON paths extracted from `context` into typed columns. The spool reader extracts them all in one
+ * call (`ctx`, a list), which parses each context once instead of once per column.
+ */
+export const CONTEXT_PATHS = ['$.ip', '$.userAgent', '$.page.url', '$.page.referrer', '$.library.name', '$.library.version', '$.locale'] as const;
+const ctx = (name: string, jsonPath: (typeof CONTEXT_PATHS)[number]): ColumnDef =>
+  str(name, `ctx[${CONTEXT_PATHS.indexOf(jsonPath) + 1}]`, `context${jsonPath.slice(1)}`);
 
 const HEAD: ColumnDef[] = [
   str('message_id', 'm', 'Segment messageId (a hash of the raw record when the sender gave none)'),

@@ -7,11 +7,11 @@ import type { RecordBatch, Source } from './source.ts';
 
 /** Bytes of (decompressed) content hashed into a file's shard id. */
 const FINGERPRINT_BYTES = 1024 * 1024;
-/** Records per batch handed to the pipeline. */
-const BATCH_RECORDS = 2000;
+/** Bytes of NDJSON per batch handed to the pipeline (the unit of work of a decode worker). */
+const CHUNK_BYTES = 1024 * 1024;
 
 export interface FileSourceOptions {
-  /** Longest line accepted, in characters; longer lines are cut and dead-lettered. Default 1 MiB; memory cost: one such line. */
+  /** Longest line accepted, in bytes; longer lines are dead-lettered with their first 64 KiB. Default 1 MiB; memory cost: one such line. */
   maxLineChars?: number;
   /** Stream used for '-', default process.stdin. */
   stdin?: Readable;
@@ -81,79 +81,75 @@ export class FileSource implements Source {
     }
     const headBuf = Buffer.concat(head);
     const shard = 'f' + createHash('sha256').update(headBuf.subarray(0, FINGERPRINT_BYTES)).digest('hex').slice(0, 24);
-    let carry = '';
-    let oversize = 0; // >0 while skipping the rest of an over-long line
-    let lineNo = 0n;
-    let batch: RecordBatch = { shard, fallbackReceivedAtMs: fallbackMs, records: [] };
-    const self = this;
-    function* consume(text: string): Generator<RecordBatch> {
-      let start = 0;
-      for (;;) {
-        const nl = text.indexOf('\n', start);
-        if (nl < 0) break;
-        const piece = text.slice(start, nl);
-        start = nl + 1;
-        lineNo++;
-        if (oversize > 0) {
-          batch.records.push({ position: lineNo, data: carry, oversizeBytes: oversize + Buffer.byteLength(piece) });
-          oversize = 0;
-          carry = '';
-        } else {
-          let line = carry.length > 0 ? carry + piece : piece;
-          carry = '';
-          if (line.endsWith('\r')) line = line.slice(0, -1);
-          if (lineNo === 1n && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
-          if (line.trim().length === 0) continue; // blank lines are not records
-          if (line.length > self.maxLineChars) {
-            batch.records.push({ position: lineNo, data: line.slice(0, 64 * 1024), oversizeBytes: Buffer.byteLength(line) });
-          } else {
-            batch.records.push({ position: lineNo, data: line });
-          }
-        }
-        if (batch.records.length >= BATCH_RECORDS) {
-          yield batch;
-          batch = { shard, fallbackReceivedAtMs: fallbackMs, records: [] };
-        }
+    const maxLineBytes = this.maxLineChars;
+    let nextLine = 1n; // 1-based number of the next line
+    let pending: Buffer[] = []; // complete lines not yet emitted
+    let pendingBytes = 0;
+    let carry: Buffer = Buffer.alloc(0); // an incomplete last line
+    let skipping: { head: string; bytes: number } | null = null; // inside an over-long line
+    const emit = function* (): Generator<RecordBatch> {
+      if (pendingBytes === 0) return;
+      const bytes = new Uint8Array(pendingBytes); // a buffer of its own, transferable to a worker
+      let off = 0;
+      for (const p of pending) {
+        bytes.set(p, off);
+        off += p.length;
       }
-      const rest = text.slice(start);
-      if (oversize > 0) {
-        oversize += Buffer.byteLength(rest);
-      } else {
-        carry += rest;
-        if (carry.length > self.maxLineChars) {
-          // Keep only the head of an over-long line; count the rest.
-          oversize = Buffer.byteLength(carry);
-          carry = carry.slice(0, 64 * 1024);
-        }
-      }
-    }
-    // Decode up to the last newline of each chunk and carry the rest as bytes: a newline byte never
-    // occurs inside a multi-byte UTF-8 sequence, and Buffer#toString is far faster than StringDecoder.
-    let tail: Buffer = Buffer.alloc(0);
-    const decodeChunk = (chunk: Buffer): string => {
-      const buf = tail.length > 0 ? Buffer.concat([tail, chunk]) : chunk;
-      const nl = buf.lastIndexOf(10);
-      if (nl < 0) {
-        tail = buf;
-        if (tail.length > self.maxLineChars * 3) {
-          tail = Buffer.alloc(0);
-          return buf.toString('utf8'); // an over-long line: hand it on, consume() cuts it
-        }
-        return '';
-      }
-      tail = buf.subarray(nl + 1);
-      return buf.toString('utf8', 0, nl + 1);
+      let lines = 0;
+      for (let i = bytes.indexOf(10); i >= 0; i = bytes.indexOf(10, i + 1)) lines++;
+      yield { shard, fallbackReceivedAtMs: fallbackMs, records: [], ndjson: { bytes, firstPosition: nextLine, lines, startsFile: nextLine === 1n } };
+      nextLine += BigInt(lines);
+      pending = [];
+      pendingBytes = 0;
     };
-    yield* consume(decodeChunk(headBuf));
+    const feed = function* (chunk: Buffer): Generator<RecordBatch> {
+      let buf = chunk;
+      if (skipping !== null) {
+        const nl = buf.indexOf(10);
+        if (nl < 0) {
+          skipping.bytes += buf.length;
+          return;
+        }
+        skipping.bytes += nl;
+        yield* emit();
+        yield { shard, fallbackReceivedAtMs: fallbackMs, records: [{ position: nextLine, data: skipping.head, oversizeBytes: skipping.bytes }] };
+        nextLine++;
+        skipping = null;
+        buf = buf.subarray(nl + 1);
+      }
+      if (carry.length > 0) buf = Buffer.concat([carry, buf]);
+      const last = buf.lastIndexOf(10);
+      if (last < 0) {
+        carry = buf;
+      } else {
+        pending.push(buf.subarray(0, last + 1));
+        pendingBytes += last + 1;
+        carry = Buffer.from(buf.subarray(last + 1));
+      }
+      if (carry.length > maxLineBytes) {
+        // A line longer than the limit: keep its head for the dead letter, count the rest.
+        yield* emit();
+        skipping = { head: carry.subarray(0, 64 * 1024).toString('utf8'), bytes: carry.length };
+        carry = Buffer.alloc(0);
+      }
+      if (pendingBytes >= CHUNK_BYTES) yield* emit();
+    };
+    yield* feed(headBuf);
     if (!done) {
       for (;;) {
         const n = await chunks.next();
         if (n.done) break;
-        yield* consume(decodeChunk(n.value));
+        yield* feed(n.value);
       }
     }
-    yield* consume(tail.toString('utf8') + '\n'); // a last line without a newline is still a line
-    if (batch.records.length > 0) yield batch;
+    const cut = skipping as { head: string; bytes: number } | null; // assigned inside feed()
+    if (cut !== null) {
+      yield* emit();
+      yield { shard, fallbackReceivedAtMs: fallbackMs, records: [{ position: nextLine, data: cut.head, oversizeBytes: cut.bytes }] };
+    } else if (carry.length > 0) {
+      yield* feed(Buffer.from('\n')); // a last line without a newline is still a line
+    }
+    yield* emit();
   }
 
   /** Bytes of the input, gunzipped when it starts with the gzip magic number. */

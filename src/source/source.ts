@@ -17,6 +17,12 @@ export interface RecordBatch {
   /** When true, every event's receivedAt is set to fallbackReceivedAtMs (a collector stamping arrival). */
   stampReceivedAt?: boolean;
   records: SourceRecord[];
+  /**
+   * Instead of (or besides) `records`: a chunk of NDJSON bytes ending at a line end, whose lines are
+   * records at positions firstPosition, firstPosition+1, ... (blank lines keep their number).
+   * Sources that read NDJSON use it so decoding happens on worker threads, off the reading thread.
+   */
+  ndjson?: { bytes: Uint8Array; firstPosition: bigint; lines: number; startsFile: boolean };
 }
 
 /**

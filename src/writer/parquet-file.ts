@@ -1,6 +1,6 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { promises as fsp } from 'node:fs';
-import { RAW_EVENT_STRUCT, type ColumnDef } from '../events/schema.ts';
+import { CONTEXT_PATHS, RAW_EVENT_STRUCT, type ColumnDef } from '../events/schema.ts';
 import { WriterError } from '../errors.ts';
 import { sqlIdent, sqlString } from './duckdb.ts';
 
@@ -9,7 +9,7 @@ export type Compression = 'zstd' | 'snappy';
 
 /** What one Parquet write needs. */
 export interface ParquetWrite {
-  /** The spool file (see spool.ts). */
+  /** The spool file (see spool.ts); column SQL may use `e` (the raw event), `m`, `r`, `t`, `o`, `s` and `ctx` (CONTEXT_PATHS values). */
   spoolPath: string;
   /** Where to write the Parquet file (local). */
   outPath: string;
@@ -38,8 +38,9 @@ export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Pro
   const source =
     `read_json(${sqlString(w.spoolPath)}, format='newline_delimited', maximum_object_size=4194304, ` +
     `columns={m: 'VARCHAR', r: 'BIGINT', t: 'BIGINT', o: 'BIGINT', s: 'BIGINT', e: ${sqlString(RAW_EVENT_STRUCT)}})`;
+  const rows = `(SELECT *, json_extract_string(e.context, [${CONTEXT_PATHS.map(sqlString).join(', ')}]) AS ctx FROM ${source})`;
   const sql =
-    `COPY (SELECT ${select} FROM ${source}${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(w.outPath)} ` +
+    `COPY (SELECT ${select} FROM ${rows}${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(w.outPath)} ` +
     `(FORMAT parquet, COMPRESSION ${w.compression}, ROW_GROUP_SIZE ${ROW_GROUP_SIZE}${kv ? `, KV_METADATA {${kv}}` : ''})`;
   let written: number;
   try {

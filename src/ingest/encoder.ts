@@ -1,0 +1,179 @@
+import { decodeRecord, isInvalid, type DecodeContext, type DecodedEvent } from '../events/decode.ts';
+import { DEFAULT_TABLE_OF, type EventType } from '../events/schema.ts';
+import { partitionKey } from '../catalog/catalog.ts';
+import { componentProblem, type PartitionField } from '../partition/spec.ts';
+
+/** What the encoder needs to know about the lake layout (plain data: it crosses to worker threads). */
+export interface EncoderConfig {
+  /** Table per event type. */
+  tables: Record<EventType, string>;
+  /** Partition fields per event type (already filtered to the fields the table has). */
+  partitionBy: Record<EventType, PartitionField[]>;
+}
+
+/** Input to encode: records as strings, or a chunk of NDJSON bytes ending at a line end. */
+export type EncoderInput =
+  | { kind: 'records'; texts: Array<string | null>; ctx: DecodeContext }
+  | { kind: 'ndjson'; bytes: Uint8Array; ctx: DecodeContext; firstLineOfFile: boolean };
+
+/** The rows of one (table, partition) from one input, encoded as spool lines. */
+export interface EncodedGroup {
+  type: EventType;
+  table: string;
+  /** Ordered partition key/value pairs. */
+  pairs: Array<[string, string]>;
+  /** partitionKey(values). */
+  partKey: string;
+  /** UTF-8 spool lines (see writer/spool.ts). */
+  bytes: Uint8Array;
+  /** Per row: index of its record in the input (line index for NDJSON). */
+  record: Uint32Array;
+  /** Per row: index of the event inside its record (batch member). */
+  sub: Uint32Array;
+  /** Per row: start offset in `bytes`; one extra entry holds the total length. */
+  offsets: Uint32Array;
+}
+
+/** A record or event refused by validation. */
+export interface EncodedInvalid {
+  record: number;
+  sub: number;
+  reason: string;
+  raw: string;
+}
+
+/** The result of encoding one input. */
+export interface EncodedBatch {
+  groups: EncodedGroup[];
+  invalid: EncodedInvalid[];
+  /** Events seen (valid + invalid). */
+  events: number;
+  /** Records (lines, including blank ones for NDJSON) consumed. */
+  records: number;
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * Decodes and validates records, routes each event to its (table, partition), and encodes the spool
+ * lines: the CPU-heavy half of ingest, written as a pure function so it can run in worker threads.
+ */
+export class Encoder {
+  private readonly dayCache = new Map<number, string>();
+
+  constructor(private readonly config: EncoderConfig) {}
+
+  encode(input: EncoderInput): EncodedBatch {
+    const groups = new Map<string, { type: EventType; table: string; pairs: Array<[string, string]>; partKey: string; lines: string[]; record: number[]; sub: number[] }>();
+    const invalid: EncodedInvalid[] = [];
+    let events = 0;
+    const handle = (text: string, record: number) => {
+      const outcomes = decodeRecord(text, input.ctx);
+      for (let i = 0; i < outcomes.length; i++) {
+        const o = outcomes[i]!;
+        events++;
+        if (isInvalid(o)) {
+          invalid.push({ record, sub: i, reason: o.reason, raw: o.raw });
+          continue;
+        }
+        const table = this.config.tables[o.type];
+        const pairs = this.pairs(o);
+        const partKey = partitionKey(pairs.map((p) => p[1]));
+        const key = table + '\u0000' + partKey;
+        let g = groups.get(key);
+        if (g === undefined) {
+          const problem = pairs.map(([k, v]) => componentProblem(k, v)).find((p) => p !== null);
+          if (problem) {
+            invalid.push({ record, sub: i, reason: problem, raw: o.raw });
+            continue;
+          }
+          g = { type: o.type, table, pairs, partKey, lines: [], record: [], sub: [] };
+          groups.set(key, g);
+        }
+        g.lines.push(spoolLine(o));
+        g.record.push(record);
+        g.sub.push(i);
+      }
+    };
+    let records = 0;
+    if (input.kind === 'records') {
+      for (let r = 0; r < input.texts.length; r++) {
+        const t = input.texts[r];
+        if (t !== null && t !== undefined) handle(t, r); // null: a record the source already refused
+      }
+      records = input.texts.length;
+    } else {
+      const text = Buffer.from(input.bytes.buffer, input.bytes.byteOffset, input.bytes.byteLength).toString('utf8');
+      let start = 0;
+      let line = 0;
+      while (start < text.length) {
+        let nl = text.indexOf('\n', start);
+        if (nl < 0) nl = text.length;
+        let s = text.slice(start, nl);
+        if (s.charCodeAt(s.length - 1) === 13) s = s.slice(0, -1);
+        if (line === 0 && input.firstLineOfFile && s.charCodeAt(0) === 0xfeff) s = s.slice(1);
+        if (s.length > 0 && !(s.length < 64 && s.trim().length === 0)) handle(s, line);
+        line++;
+        start = nl + 1;
+      }
+      records = line;
+    }
+    const out: EncodedGroup[] = [];
+    for (const g of groups.values()) {
+      const offsets = new Uint32Array(g.lines.length + 1);
+      let chars = 0;
+      for (const l of g.lines) chars += l.length;
+      // Worst case 3 UTF-8 bytes per UTF-16 unit; a buffer of its own (not the shared pool) so it can be transferred.
+      const buf = Buffer.allocUnsafeSlow(chars * 3);
+      let off = 0;
+      for (let i = 0; i < g.lines.length; i++) {
+        off += buf.write(g.lines[i]!, off);
+        offsets[i + 1] = off;
+      }
+      out.push({ type: g.type, table: g.table, pairs: g.pairs, partKey: g.partKey, bytes: buf.subarray(0, off), record: Uint32Array.from(g.record), sub: Uint32Array.from(g.sub), offsets });
+    }
+    return { groups: out, invalid, events, records };
+  }
+
+  private pairs(ev: DecodedEvent): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    for (const f of this.config.partitionBy[ev.type]) {
+      switch (f) {
+        case 'dt': {
+          const day = Math.floor(ev.receivedAtMs / DAY_MS);
+          let s = this.dayCache.get(day);
+          if (s === undefined) {
+            s = new Date(day * DAY_MS).toISOString().slice(0, 10);
+            this.dayCache.set(day, s);
+          }
+          out.push(['dt', s]);
+          break;
+        }
+        case 'hour':
+          out.push(['hour', String(Math.floor((ev.receivedAtMs % DAY_MS + DAY_MS) % DAY_MS / 3_600_000)).padStart(2, '0')]);
+          break;
+        case 'event':
+          out.push(['event', ev.event ?? '']);
+          break;
+      }
+    }
+    return out;
+  }
+}
+
+/** The spool line of one event: computed fields first, then the raw event copied verbatim. */
+export function spoolLine(ev: DecodedEvent): string {
+  return (
+    '{"m":' + JSON.stringify(ev.messageId) +
+    ',"r":' + ev.receivedAtMs +
+    ',"t":' + (ev.timestampMs ?? 'null') +
+    ',"o":' + (ev.originalTimestampMs ?? 'null') +
+    ',"s":' + (ev.sentAtMs ?? 'null') +
+    ',"e":' + ev.raw + '}\n'
+  );
+}
+
+/** The encoder config for the default tables and a partition spec. */
+export function defaultEncoderConfig(partitionBy: Record<EventType, PartitionField[]>, tables: Record<EventType, string> = DEFAULT_TABLE_OF): EncoderConfig {
+  return { tables, partitionBy };
+}
