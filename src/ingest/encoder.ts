@@ -64,9 +64,14 @@ export class Encoder {
   constructor(private readonly config: EncoderConfig) {}
 
   encode(input: EncoderInput): EncodedBatch {
-    const groups = new Map<string, { type: EventType; table: string; pairs: Array<[string, string]>; partKey: string; lines: string[]; record: number[]; sub: number[] }>();
+    // A group's lines: the computed prefix as a string, and the raw event either as a string (batch
+    // members) or as the byte range of the input line it came from (copied without re-encoding).
+    const groups = new Map<string, Group>();
     const invalid: EncodedInvalid[] = [];
     let events = 0;
+    let lineBytes: Buffer | null = null;
+    let lineStart = 0;
+    let lineEnd = 0;
     const handle = (text: string, record: number) => {
       const outcomes = decodeRecord(text, input.ctx);
       for (let i = 0; i < outcomes.length; i++) {
@@ -78,8 +83,8 @@ export class Encoder {
         }
         const table = this.config.tables[o.type];
         const pairs = this.pairs(o);
-        const partKey = partitionKey(pairs.map((p) => p[1]));
-        const key = table + '\u0000' + partKey;
+        let key = table;
+        for (const p of pairs) key += '\u0000' + p[1];
         let g = groups.get(key);
         if (g === undefined) {
           const problem = pairs.map(([k, v]) => componentProblem(k, v)).find((p) => p !== null);
@@ -87,10 +92,22 @@ export class Encoder {
             invalid.push({ record, sub: i, reason: problem, raw: o.raw });
             continue;
           }
-          g = { type: o.type, table, pairs, partKey, lines: [], record: [], sub: [] };
+          g = { type: o.type, table, pairs, partKey: partitionKey(pairs.map((p) => p[1])), prefixes: [], raws: [], rawStart: [], rawEnd: [], record: [], sub: [], chars: 0 };
           groups.set(key, g);
         }
-        g.lines.push(spoolLine(o));
+        const prefix = spoolPrefix(o);
+        g.prefixes.push(prefix);
+        if (lineBytes !== null && o.raw === text) {
+          g.raws.push(null);
+          g.rawStart.push(lineStart);
+          g.rawEnd.push(lineEnd);
+          g.chars += prefix.length + (lineEnd - lineStart) + 2;
+        } else {
+          g.raws.push(o.raw);
+          g.rawStart.push(0);
+          g.rawEnd.push(0);
+          g.chars += prefix.length + o.raw.length * 3 + 2;
+        }
         g.record.push(record);
         g.sub.push(i);
       }
@@ -103,16 +120,22 @@ export class Encoder {
       }
       records = input.texts.length;
     } else {
-      const text = Buffer.from(input.bytes.buffer, input.bytes.byteOffset, input.bytes.byteLength).toString('utf8');
+      const bytes = Buffer.from(input.bytes.buffer, input.bytes.byteOffset, input.bytes.byteLength);
+      lineBytes = bytes;
       let start = 0;
       let line = 0;
-      while (start < text.length) {
-        let nl = text.indexOf('\n', start);
-        if (nl < 0) nl = text.length;
-        let s = text.slice(start, nl);
-        if (s.charCodeAt(s.length - 1) === 13) s = s.slice(0, -1);
-        if (line === 0 && input.firstLineOfFile && s.charCodeAt(0) === 0xfeff) s = s.slice(1);
-        if (s.length > 0 && !(s.length < 64 && s.trim().length === 0)) handle(s, line);
+      while (start < bytes.length) {
+        let nl = bytes.indexOf(10, start);
+        if (nl < 0) nl = bytes.length;
+        let end = nl;
+        if (end > start && bytes[end - 1] === 13) end--;
+        if (line === 0 && input.firstLineOfFile && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf) start += 3;
+        if (end > start) {
+          const s = bytes.toString('utf8', start, end);
+          lineStart = start;
+          lineEnd = end;
+          if (!(s.length < 64 && s.trim().length === 0)) handle(s, line);
+        }
         line++;
         start = nl + 1;
       }
@@ -120,14 +143,18 @@ export class Encoder {
     }
     const out: EncodedGroup[] = [];
     for (const g of groups.values()) {
-      const offsets = new Uint32Array(g.lines.length + 1);
-      let chars = 0;
-      for (const l of g.lines) chars += l.length;
+      const n = g.prefixes.length;
+      const offsets = new Uint32Array(n + 1);
       // Worst case 3 UTF-8 bytes per UTF-16 unit; a buffer of its own (not the shared pool) so it can be transferred.
-      const buf = Buffer.allocUnsafeSlow(chars * 3);
+      const buf = Buffer.allocUnsafeSlow(g.chars * 3);
       let off = 0;
-      for (let i = 0; i < g.lines.length; i++) {
-        off += buf.write(g.lines[i]!, off);
+      for (let i = 0; i < n; i++) {
+        off += buf.write(g.prefixes[i]!, off);
+        const raw = g.raws[i];
+        if (raw === null) off += lineBytes!.copy(buf, off, g.rawStart[i]!, g.rawEnd[i]!);
+        else off += buf.write(raw!, off);
+        buf[off++] = 0x7d; // }
+        buf[off++] = 0x0a; // newline
         offsets[i + 1] = off;
       }
       out.push({ type: g.type, table: g.table, pairs: g.pairs, partKey: g.partKey, bytes: buf.subarray(0, off), record: Uint32Array.from(g.record), sub: Uint32Array.from(g.sub), offsets });
@@ -161,16 +188,32 @@ export class Encoder {
   }
 }
 
-/** The spool line of one event: computed fields first, then the raw event copied verbatim. */
-export function spoolLine(ev: DecodedEvent): string {
+/** The start of an event's spool line: the computed fields; the raw event and `}\n` follow. */
+export function spoolPrefix(ev: DecodedEvent): string {
   return (
     '{"m":' + JSON.stringify(ev.messageId) +
     ',"r":' + ev.receivedAtMs +
     ',"t":' + (ev.timestampMs ?? 'null') +
     ',"o":' + (ev.originalTimestampMs ?? 'null') +
     ',"s":' + (ev.sentAtMs ?? 'null') +
-    ',"e":' + ev.raw + '}\n'
+    ',"e":'
   );
+}
+
+interface Group {
+  type: EventType;
+  table: string;
+  pairs: Array<[string, string]>;
+  partKey: string;
+  prefixes: string[];
+  /** Raw event text, or null when it is the input line's bytes rawStart..rawEnd. */
+  raws: Array<string | null>;
+  rawStart: number[];
+  rawEnd: number[];
+  record: number[];
+  sub: number[];
+  /** Upper bound of the encoded size / 3 (sizing the output buffer). */
+  chars: number;
 }
 
 /** The encoder config for the default tables and a partition spec. */

@@ -54,7 +54,7 @@ export interface IngestOptions {
   duckdb?: DuckDBOptions;
   /** Parquet writes running at once (each uses DuckDB's threads). Default 2. */
   maxConcurrentWrites?: number;
-  /** Worker threads that decode and validate input; 0 decodes on the main thread. Default: cores − 1, at least 1. Memory cost: ~4 MiB each in flight. */
+  /** Worker threads that decode and validate input; 0 decodes on the main thread. Default: one per core (the main thread mostly waits). Memory cost: ~4 MiB each in flight. */
   decodeWorkers?: number;
   /** Called about once a second and at the end. */
   onProgress?: (stats: IngestStats) => void;
@@ -119,7 +119,7 @@ export function resolveIngestOptions(o: IngestOptions): Resolved {
     ratio: intOption('inputBytesPerOutputByte', o.inputBytesPerOutputByte, 5, 0.1, 1000),
     tables,
     maxConcurrentWrites: intOption('maxConcurrentWrites', o.maxConcurrentWrites, 2, 1, 16),
-    decodeWorkers: intOption('decodeWorkers', o.decodeWorkers, Math.max(1, os.availableParallelism() - 1), 0, 64),
+    decodeWorkers: intOption('decodeWorkers', o.decodeWorkers, os.availableParallelism(), 0, 64),
   };
 }
 
