@@ -58,7 +58,14 @@ export function* sampleLines(o: SampleOptions): Generator<string> {
   const span = o.spanMs ?? 3 * 86_400_000;
   const users = Math.max(10, Math.floor(o.count / 20));
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
-  const pad = o.padToBytes && o.padToBytes > 600 ? 'p'.repeat(o.padToBytes - 600) : undefined;
+  const padLen = o.padToBytes && o.padToBytes > 600 ? o.padToBytes - 600 : 0;
+  // Padding of pseudo-random words: compresses like real text, unlike a repeated character.
+  const WORDS = ['alpha', 'checkout', 'pricing', 'mobile', 'campaign', 'summer', 'banner', 'cart', 'search', 'filter', 'premium', 'trial', 'invoice', 'upgrade', 'widget', 'sidebar', 'footer', 'modal', 'signup', 'onboarding'];
+  const padText = (): string => {
+    let t = '';
+    while (t.length < padLen) t += WORDS[Math.floor(r() * WORDS.length)]! + (r() < 0.2 ? Math.floor(r() * 1000) : '') + ' ';
+    return t.slice(0, padLen);
+  };
   for (let i = 0; i < o.count; i++) {
     if (o.invalidRate && r() < o.invalidRate) {
       yield pick(INVALID_LINES)(r, i);
@@ -88,15 +95,15 @@ export function* sampleLines(o: SampleOptions): Generator<string> {
       if (k < 0.45) {
         const ex = pick(EXPERIMENTS);
         const clicked = r() < 0.3;
-        return { ...base, type: 'track', event: clicked ? 'Experiment Clicked' : 'Experiment Viewed', properties: { experimentName: ex.name, variationName: pick(ex.variations), ...(pad ? { pad } : {}) } };
+        return { ...base, type: 'track', event: clicked ? 'Experiment Clicked' : 'Experiment Viewed', properties: { experimentName: ex.name, variationName: pick(ex.variations), ...(padLen ? { pad: padText() } : {}) } };
       }
       if (k < 0.6) {
-        return { ...base, type: 'track', event: 'Order Completed', properties: { orderId: `o-${i}`, revenue: Math.round(r() * 50000) / 100, currency: 'USD', ...(pad ? { pad } : {}) } };
+        return { ...base, type: 'track', event: 'Order Completed', properties: { orderId: `o-${i}`, revenue: Math.round(r() * 50000) / 100, currency: 'USD', ...(padLen ? { pad: padText() } : {}) } };
       }
       if (k < 0.68 && o.extraEventNames && o.extraEventNames.length > 0) {
-        return { ...base, type: 'track', event: pick(o.extraEventNames), properties: { n: i, ...(pad ? { pad } : {}) } };
+        return { ...base, type: 'track', event: pick(o.extraEventNames), properties: { n: i, ...(padLen ? { pad: padText() } : {}) } };
       }
-      if (k < 0.85) return { ...base, type: 'page', name: pick(['Home', 'Pricing', 'Docs', 'Blog']), properties: { path: `/p/${u % 50}`, ...(pad ? { pad } : {}) } };
+      if (k < 0.85) return { ...base, type: 'page', name: pick(['Home', 'Pricing', 'Docs', 'Blog']), properties: { path: `/p/${u % 50}`, ...(padLen ? { pad: padText() } : {}) } };
       if (k < 0.92) return { ...base, type: 'identify', traits: { email: `user${u}@example.com`, plan: pick(['free', 'pro', 'enterprise']) } };
       if (k < 0.96) return { ...base, type: 'group', groupId: `g-${u % 40}`, traits: { name: `Company ${u % 40}` } };
       if (k < 0.99) return { ...base, type: 'screen', name: pick(['Feed', 'Settings']), properties: {} };

@@ -1,0 +1,73 @@
+/**
+ * `npm run bench`: end-to-end ingest of 1 M generated events of ~1 KB (events/s, MB/s, peak RSS,
+ * output bytes and files), against a parquetjs-lite baseline measured in the same run. Appends the
+ * figures to bench/RESULTS.md. Timing is never asserted anywhere.
+ */
+import { execFileSync } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, statSync, appendFileSync } from 'node:fs';
+import { once } from 'node:events';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sampleLines } from '../src/sample/generate.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const WORK = path.join(HERE, '.work');
+const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
+const BASELINE_EVENTS = Math.min(EVENTS, Number(process.env.BENCH_BASELINE_EVENTS ?? 200_000));
+mkdirSync(WORK, { recursive: true });
+
+const input = path.join(WORK, `events-${EVENTS}.ndjson`);
+if (!existsSync(input)) {
+  process.stderr.write(`generating ${EVENTS} events into ${input}\n`);
+  const out = createWriteStream(input);
+  for (const l of sampleLines({ count: EVENTS, seed: 2026, padToBytes: 1000 })) if (!out.write(l + '\n')) await once(out, 'drain');
+  out.end();
+  await once(out, 'finish');
+}
+const inputBytes = statSync(input).size;
+
+function child(script: string, args: string[]): Record<string, number> {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(HERE, script), ...args], { encoding: 'utf8', maxBuffer: 1 << 20, stdio: ['ignore', 'pipe', 'inherit'] });
+  return JSON.parse(out.trim().split('\n').at(-1)!);
+}
+
+const lake = path.join(WORK, 'lake');
+rmSync(lake, { recursive: true, force: true });
+process.stderr.write(`ingesting ${EVENTS} events (${(inputBytes / 1e6).toFixed(0)} MB) with 1 GiB target files\n`);
+const ours = child('ingest-child.ts', [input, lake, String(1024 ** 3)]);
+const baseDir = path.join(WORK, 'baseline');
+rmSync(baseDir, { recursive: true, force: true });
+mkdirSync(baseDir);
+process.stderr.write(`baseline: parquetjs-lite on the first ${BASELINE_EVENTS} events\n`);
+const base = child('baseline-child.ts', [input, baseDir, String(BASELINE_EVENTS)]);
+
+const oursRate = ours.written! / ours.seconds!;
+const baseRate = base.events! / base.seconds!;
+const mb = (b: number) => (b / 1e6).toFixed(1);
+const rows: Array<[string, string, string]> = [
+  ['events', String(ours.written), String(base.events)],
+  ['events/s end to end', Math.round(oursRate).toLocaleString('en-US'), Math.round(baseRate).toLocaleString('en-US')],
+  ['input MB/s', mb(inputBytes / ours.seconds!), mb((inputBytes * (base.events! / EVENTS)) / base.seconds!)],
+  ['peak RSS MB', mb(ours.maxRssBytes!), mb(base.maxRssBytes!)],
+  ['output MB / files', `${mb(ours.bytes!)} / ${ours.files}`, 'one file per table (snappy)'],
+  ['seconds', ours.seconds!.toFixed(1), base.seconds!.toFixed(1)],
+];
+const cpu = (os.cpus()[0]?.model ?? 'unknown').trim();
+const lines = [
+  '',
+  `## ${new Date().toISOString().slice(0, 10)} — ingest, ${EVENTS.toLocaleString('en-US')} events of ~${Math.round(inputBytes / EVENTS)} B`,
+  '',
+  `Machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}. Target files 1 GiB, partitioned by dt, zstd.`,
+  '',
+  '| figure | Tributary (DuckDB writer) | baseline: parquetjs-lite |',
+  '|---|---|---|',
+  ...rows.map(([a, b, c]) => `| ${a} | ${b} | ${c} |`),
+  '',
+  `Ratio (events/s, Tributary ÷ baseline, measured in this run): **${(oursRate / baseRate).toFixed(1)}×**. Target: ≥ 100,000 events/s, peak RSS < 1.5 GB.`,
+  '',
+];
+process.stdout.write(lines.join('\n'));
+const results = path.join(HERE, 'RESULTS.md');
+if (!existsSync(results) || readFileSync(results, 'utf8').trim() === '') appendFileSync(results, '# Benchmark results\n\nAppended by `npm run bench`; newest last. Figures are from one run on a shared, noisy machine: compare the ratios.\n');
+appendFileSync(results, lines.join('\n'));
