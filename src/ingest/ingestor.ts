@@ -169,7 +169,8 @@ class IngestRun {
   private duck!: { instance: DuckDBInstance; conn: DuckDBConnection };
   private pool!: DecodePool;
   private deadLetters!: DeadLetterSink;
-  private lastTick = 0;
+  /** Serializes apply() and the timer's tick(): both change the open buffers. */
+  private exclusive: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly storage: Storage,
@@ -182,24 +183,57 @@ class IngestRun {
 
   async execute(): Promise<IngestStats> {
     await this.prepare();
+    // Quiet sources must still flush on the time cap, and stop promptly on abort: a timer does both.
+    const every = Math.max(50, Math.min(1000, Math.floor(this.opts.maxFileAgeMs / 2)));
+    const timer = setInterval(() => {
+      this.serial(() => this.tick()).catch((err) => {
+        this.failure ??= err;
+      });
+    }, every);
+    const aborted = new Promise<'aborted'>((resolve) => {
+      if (this.raw.signal?.aborted) resolve('aborted');
+      this.raw.signal?.addEventListener('abort', () => resolve('aborted'), { once: true });
+    });
     try {
       // Up to PIPELINE_DEPTH batches are being decoded while the oldest is applied, in order.
       const queue: Array<{ batch: RecordBatch; encoded: Promise<EncodedBatch> }> = [];
-      for await (const batch of this.source) {
+      const it = this.source[Symbol.asyncIterator]();
+      let pending: Promise<IteratorResult<RecordBatch>> | null = null;
+      const applyHead = async () => {
+        const head = queue.shift()!;
+        const enc = await head.encoded;
+        await this.serial(async () => this.apply(head.batch, enc));
+      };
+      for (;;) {
+        pending ??= it.next();
+        // Apply decoded batches as soon as they are ready, not only when the queue is full: a quiet
+        // source must not hold rows back from the time cap.
+        const ready = queue.length > 0 ? queue[0]!.encoded.then(() => 'ready' as const, () => 'ready' as const) : null;
+        const next = await Promise.race([pending, aborted, ...(ready ? [ready] : [])]);
+        if (next === 'aborted') {
+          void pending.catch(() => undefined);
+          void it.return?.(); // do not wait: a source blocked on a quiet stream would hold us
+          break;
+        }
+        if (next === 'ready') {
+          await applyHead();
+          continue;
+        }
+        pending = null;
+        if (next.done) break;
+        const batch = next.value;
         const encoded = this.pool.encode(encoderInput(batch));
         encoded.catch(() => undefined); // awaited in order below
         queue.push({ batch, encoded });
-        if (queue.length >= PIPELINE_DEPTH) {
-          const head = queue.shift()!;
-          await this.apply(head.batch, await head.encoded);
-        }
-        await this.tick();
-        if (this.raw.signal?.aborted) break;
+        if (queue.length >= PIPELINE_DEPTH) await applyHead();
+        if (this.failure !== null) throw this.failure;
       }
       while (queue.length > 0) {
         const head = queue.shift()!;
-        await this.apply(head.batch, await head.encoded);
+        await this.serial(async () => this.apply(head.batch, await head.encoded));
       }
+      clearInterval(timer);
+      await this.exclusive;
       for (const buf of [...this.open.values()]) await this.flush(buf);
       await this.drain();
       await this.deadLetters.flush();
@@ -209,6 +243,8 @@ class IngestRun {
       await Promise.allSettled([...this.inFlight]);
       throw err;
     } finally {
+      clearInterval(timer);
+      await this.exclusive.catch(() => undefined);
       for (const buf of this.open.values()) await buf.discard();
       this.open.clear();
       await this.pool?.close();
@@ -298,12 +334,19 @@ class IngestRun {
     if (lastRecord !== undefined) this.lastRead.set(shard, eventPosition(lastRecord, MAX_SUB));
   }
 
-  /** About once a second: report progress, flush partitions past the time cap, surface write failures. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.exclusive.then(fn);
+    this.exclusive = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** From the timer: flush partitions past the time cap, report progress. */
   private async tick(): Promise<void> {
-    if (this.failure !== null) throw this.failure;
+    if (this.failure !== null) return;
     const now = Date.now();
-    if (now - this.lastTick < 1000) return;
-    this.lastTick = now;
     for (const buf of [...this.open.values()]) {
       if (now - buf.openedAtMs >= this.opts.maxFileAgeMs) await this.flush(buf);
     }
