@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { runCli, tempDir } from '../support/tmp.ts';
+import { ROOT, runCli, tempDir } from '../support/tmp.ts';
 
 const EVENTS = [
   { type: 'track', event: 'Signed Up', userId: 'u1', messageId: 'm1', receivedAt: '2026-11-20T10:00:00Z', properties: { plan: 'pro, "yearly"' } },
@@ -121,4 +121,29 @@ test('rows inside each tracks file are ordered by event, then received_at', asyn
     const n = await runCli(['query', '--lake', lake, '--format', 'json', `SELECT count(DISTINCT event) AS events FROM read_parquet('${lake}/tracks/${f}')`]);
     assert.ok(JSON.parse(n.stdout)[0].events > 1, 'the check is not vacuous');
   }
+});
+
+test('filters on partition columns skip whole files (partition pruning)', async () => {
+  const dir = tempDir('cli');
+  const lake = `${dir}/lake`;
+  const { sampleLines } = await import('../../src/sample/generate.ts');
+  await runCli(['ingest', '--lake', lake, '--partition-by', 'event,dt', '-'], { input: [...sampleLines({ count: 5000, seed: 3 })].join('\n') });
+  const plan = await runCli(['query', '--lake', lake, '--format', 'json', "EXPLAIN SELECT count(*) FROM tracks WHERE event = 'Order Completed' AND dt = DATE '2026-11-21'"]);
+  assert.equal(plan.code, 0, plan.stderr);
+  const text = JSON.stringify(JSON.parse(plan.stdout));
+  const m = /Scanning Files: (\d+)\/(\d+)/.exec(text);
+  assert.ok(m, text);
+  assert.equal(Number(m![1]), 1);
+  assert.ok(Number(m![2]) >= 9, `the table has many files (${m![2]})`);
+});
+
+test('on a terminal, ingest draws a progress line on stderr', async () => {
+  const dir = tempDir('cli');
+  const { sampleLines } = await import('../../src/sample/generate.ts');
+  writeFileSync(`${dir}/e.ndjson`, [...sampleLines({ count: 60_000, seed: 2 })].join('\n'));
+  const { execFileSync } = await import('node:child_process');
+  // script(1) gives the child a pseudo-terminal, so stderr.isTTY is true.
+  const out = execFileSync('script', ['-qec', `${process.execPath} ${ROOT}/bin/tributary.js ingest --lake ${dir}/lake ${dir}/e.ndjson`, '/dev/null'], { encoding: 'utf8' });
+  assert.match(out, /read [\d,]+ events, [\d.]+ \w+ of [\d.]+ \w+ \(\d+%\)/);
+  assert.match(out, /written\s+60,000/);
 });

@@ -120,3 +120,21 @@ async function countOthers(lake: string): Promise<number> {
     q.close();
   }
 }
+
+test('DuckDB running out of memory is retried single-threaded, then reported naming the setting; nothing partial is committed', async () => {
+  const lake = `${tempDir('oom')}/lake`;
+  const { storage, catalog } = openLocalLake(lake);
+  const lines = [...sampleLines({ count: 20_000, seed: 12, padToBytes: 2000 })];
+  const source: Source = {
+    name: 'oom',
+    async *[Symbol.asyncIterator]() {
+      yield { shard: 's', fallbackReceivedAtMs: 0, records: lines.map((data, i) => ({ position: BigInt(i + 1), data })) };
+    },
+  };
+  await assert.rejects(
+    new Ingestor(storage, catalog, { duckdb: { memoryLimit: '4MB' }, decodeWorkers: 0 }).run(source),
+    (err: Error) => err.name === 'WriterError' && /single-threaded retry; raise duckdb\.memoryLimit/.test(err.message) && /Out of Memory/i.test(err.message),
+  );
+  const files = (await storage.list('', { recursive: true })).filter((o) => o.key.endsWith('.parquet'));
+  assert.deepEqual(files, []);
+});
