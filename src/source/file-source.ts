@@ -6,7 +6,12 @@ import { InputError } from '../errors.ts';
 import type { RecordBatch, Source } from './source.ts';
 
 /** Bytes of (decompressed) content hashed into a file's shard id. */
-const FINGERPRINT_BYTES = 1024 * 1024;
+/**
+ * Bytes of (decompressed) content hashed into an input's shard id. Inputs are treated as append-only
+ * logs: a file that grew keeps its id (its first 64 KiB are unchanged), so ingesting it again adds
+ * only the new lines. Files that share their first 64 KiB are taken for versions of one log.
+ */
+const FINGERPRINT_BYTES = 64 * 1024;
 /** Bytes of NDJSON per batch handed to the pipeline (the unit of work of a decode worker). */
 const CHUNK_BYTES = 1024 * 1024;
 
@@ -19,7 +24,7 @@ export interface FileSourceOptions {
 
 /**
  * NDJSON replay from files (`.ndjson`, `.jsonl`, `.json`, any of them gzipped; gzip is detected by its
- * magic bytes) or '-' for standard input. Each input is one shard, named by a hash of its first MiB
+ * magic bytes) or '-' for standard input. Each input is one shard, named by a hash of its first 64 KiB
  * of content, so re-reading the same data (even under another name, or gzipped) maps to the same
  * shard and positions (line numbers), which is what makes re-ingest idempotent.
  */
@@ -66,7 +71,7 @@ export class FileSource implements Source {
 
   private async *readOne(label: string, raw: Readable, fallbackMs: number): AsyncGenerator<RecordBatch> {
     const chunks = this.decompressed(label, raw);
-    // Fingerprint: hash the first MiB before emitting anything.
+    // Fingerprint: hash the first 64 KiB before emitting anything.
     const head: Buffer[] = [];
     let headBytes = 0;
     let done = false;

@@ -59,3 +59,20 @@ test('an ingest SIGKILLed at several moments and run again ends with every event
   const again = await runCli(args);
   assert.deepEqual({ ...JSON.parse(again.stdout), seconds: 0 }, { read: expected.valid + expected.invalid, written: 0, deadLettered: 0, skipped: expected.valid + expected.invalid, files: 0, bytes: 0, seconds: 0 });
 });
+
+test('a file that grew is ingested again as a log: only the new lines are added', async () => {
+  const dir = tempDir('grow');
+  const lake = `${dir}/lake`;
+  const { sampleLines } = await import('../../src/sample/generate.ts');
+  const { appendFileSync, writeFileSync } = await import('node:fs');
+  const lines = [...sampleLines({ count: 3000, seed: 21 })];
+  writeFileSync(`${dir}/log.ndjson`, lines.slice(0, 2000).join('\n') + '\n');
+  const first = JSON.parse((await runCli(['ingest', '--lake', lake, '--json', `${dir}/log.ndjson`])).stdout);
+  assert.equal(first.read, 2000);
+  appendFileSync(`${dir}/log.ndjson`, lines.slice(2000).join('\n') + '\n');
+  const second = JSON.parse((await runCli(['ingest', '--lake', lake, '--json', `${dir}/log.ndjson`])).stdout);
+  assert.deepEqual([second.read, second.skipped, second.written], [3000, 2000, 1000]);
+  const got = await lakeAnswers(lake);
+  assert.equal(got.total, 3000);
+  assert.equal(got.distinctIds, 3000);
+});
