@@ -88,6 +88,7 @@ export async function expectedAnswers(lines: string[], scratch: string): Promise
              count(DISTINCT anonymousId) FILTER (WHERE event = 'Experiment Clicked'),
              count(*) FILTER (WHERE event = 'Experiment Clicked')
       FROM ${src} WHERE type = 'track' AND event IN ('Experiment Viewed', 'Experiment Clicked') GROUP BY 1, 2`)) {
+    if (Number(tv) === 0) continue; // listed only when viewed (the article's LEFT JOIN from views)
     experiments[`${ex}|${va}`] = [Number(uv), Number(tv), Number(uc), Number(tc)];
   }
   const anonPerDay = Object.fromEntries(
