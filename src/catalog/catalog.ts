@@ -56,6 +56,17 @@ export interface Catalog {
   getPartitions(table: string): Promise<PartitionDef[]>;
   /** Registers partitions that are not registered yet (existing ones are left as they are). */
   addPartitions(table: string, partitions: Array<Pick<PartitionDef, 'values' | 'location'>>): Promise<void>;
+  /**
+   * Moves a partition to `location` in one step if its version is still `expectedVersion`
+   * (compaction's generation swap); returns the new definition. A stale version is a
+   * CatalogError with `conflict: true`: someone else swapped first.
+   */
+  swapPartitionLocation(table: string, values: string[], location: string, expectedVersion: number): Promise<PartitionDef>;
+}
+
+/** The catalog refused a change because the partition moved since it was read. */
+export function isConflict(err: unknown): boolean {
+  return (err as { conflict?: boolean })?.conflict === true;
 }
 
 /** The partition's values joined as a map key. */

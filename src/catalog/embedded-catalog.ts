@@ -118,6 +118,26 @@ export class EmbeddedCatalog implements Catalog {
     return (await this.latest(table))?.partitions ?? [];
   }
 
+  async swapPartitionLocation(table: string, values: string[], location: string, expectedVersion: number): Promise<PartitionDef> {
+    const key = partitionKey(values);
+    const snap = await this.update(table, (cur) => {
+      const p = cur?.partitions.find((x) => partitionKey(x.values) === key);
+      if (cur === undefined || p === undefined) throw new CatalogError(`table ${table} has no partition ${key}`);
+      if (p.version !== expectedVersion) {
+        throw Object.assign(
+          new CatalogError(`partition ${key} of ${table} is at version ${p.version}, not ${expectedVersion}: another compaction swapped it first`),
+          { conflict: true },
+        );
+      }
+      return {
+        version: 0,
+        table: cur.table,
+        partitions: cur.partitions.map((x) => (x === p ? { values: x.values, location, version: x.version + 1 } : x)),
+      };
+    });
+    return snap!.partitions.find((x) => partitionKey(x.values) === key)!;
+  }
+
   async addPartitions(table: string, partitions: Array<Pick<PartitionDef, 'values' | 'location'>>): Promise<void> {
     await this.update(table, (cur) => {
       if (cur === undefined) throw new CatalogError(`cannot add partitions to table ${table}: it does not exist`);

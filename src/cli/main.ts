@@ -1,5 +1,6 @@
 import { ConfigError, TributaryError } from '../errors.ts';
 import { EXIT, type Io } from './args.ts';
+import { compactCommand } from './commands/compact.ts';
 import { demoCommand } from './commands/demo.ts';
 import { ingestCommand } from './commands/ingest.ts';
 import { queryCommand } from './commands/query.ts';
@@ -11,6 +12,7 @@ Commands:
   ingest <file ...|->   read NDJSON Segment events into the lake
   query "<SQL>"         run SQL over the lake's committed files
   tables                list tables, columns, partitions and files
+  compact merge         merge small files into target-size ones (safe beside ingest and queries)
   demo                  generate sample events, ingest them and show the A/B-test results
 
 Common options: --lake DIR (default $TRIBUTARY_LAKE, else ./lake), --config FILE, --help
@@ -22,6 +24,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   query: queryCommand,
   tables: tablesCommand,
   demo: demoCommand,
+  compact: compactCommand,
 };
 
 /** Runs the CLI; returns the exit code. */

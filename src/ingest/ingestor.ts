@@ -4,6 +4,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { partitionKey, type Catalog } from '../catalog/catalog.ts';
+import { PartitionGuard } from '../catalog/partition-guard.ts';
 import { DEFAULT_TABLE_OF, EVENT_TYPES, type EventType } from '../events/schema.ts';
 import { TributaryError, WriterError, badOption } from '../errors.ts';
 import { partitionPath } from '../partition/hive-path.ts';
@@ -168,6 +169,7 @@ class IngestRun {
   private spoolSeq = 0;
   private duck!: { instance: DuckDBInstance; conn: DuckDBConnection };
   private pool!: DecodePool;
+  private readonly guard: PartitionGuard;
   private deadLetters!: DeadLetterSink;
   /** Serializes apply() and the timer's tick(): both change the open buffers. */
   private exclusive: Promise<void> = Promise.resolve();
@@ -179,7 +181,9 @@ class IngestRun {
     private readonly raw: IngestOptions,
     private readonly layouts: Map<EventType, TableLayout>,
     private readonly source: Source,
-  ) {}
+  ) {
+    this.guard = new PartitionGuard(storage);
+  }
 
   async execute(): Promise<IngestStats> {
     await this.prepare();
@@ -431,16 +435,17 @@ class IngestRun {
     const rec = await this.recoveredFor(layout);
     const values = buf.partition.map((p) => p[1]);
     const pk = partitionKey(values);
-    let part = rec.partitions.get(pk);
-    if (part === undefined) {
+    if (!rec.partitions.has(pk)) {
       // Register the partition before its first file appears: Athena may see it empty, never a file outside the catalog.
       await this.catalog.addPartitions(layout.table, [{ values, location: `${layout.table}/${partitionPath(buf.partition)}` }]);
-      part = (await this.catalog.getPartitions(layout.table)).find((p) => partitionKey(p.values) === pk);
+    }
+    // Under the partition guard, and with the location read afresh: compaction may have moved it.
+    await this.guard.write(layout.table, pk, async () => {
+      const part = (await this.catalog.getPartitions(layout.table)).find((p) => partitionKey(p.values) === pk);
       if (part === undefined) throw new TributaryError(`partition ${pk} of ${layout.table} vanished right after it was registered`, { retriable: true });
       rec.partitions.set(pk, part);
-    }
-    const key = `${part.location}/${dataFileName(this.source.name, buf.ranges)}`;
-    await this.storage.putFile(key, localParquet);
+      await this.storage.putFile(`${part.location}/${dataFileName(this.source.name, buf.ranges)}`, localParquet);
+    });
     const marks = buf.committedMarks;
     for (const [shard, r] of buf.ranges) if ((marks.get(shard) ?? -1n) < r.last) marks.set(shard, r.last);
     if (bytes >= MiB) this.ratio.set(layout.table, buf.bytes / bytes);

@@ -8,6 +8,12 @@ import { RANGES_METADATA_KEY, parseDataFileName } from './file-names.ts';
 /** Per partition (by partitionKey of its values), per shard: the highest committed position. */
 export type PartitionMarks = Map<string, Map<string, bigint>>;
 
+/** The `tributary.ranges` footer value of one source. */
+export interface RangesMeta {
+  source: string;
+  ranges: Record<string, [string, string]>;
+}
+
 /** What a table looks like to a restarting writer. */
 export interface RecoveredTable {
   partitions: Map<string, PartitionDef>;
@@ -38,7 +44,6 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
       if (parsed.source === source) raise(marks, part, parsed.shard, parsed.last);
       continue;
     }
-    if (!name.startsWith(source + '+')) continue;
     const local = storage.localPath(f.key);
     if (local !== undefined) footers.push({ path: local, part });
   }
@@ -49,9 +54,12 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
       `SELECT file_name, decode(value) FROM parquet_kv_metadata([${list}]) WHERE decode(key) = ${sqlString(RANGES_METADATA_KEY)}`,
     );
     for (const [file, value] of res.getRows() as Array<[string, string]>) {
-      const parsed = JSON.parse(value) as { source: string; ranges: Record<string, [string, string]> };
-      if (parsed.source !== source) continue;
-      for (const [shard, [, last]] of Object.entries(parsed.ranges)) raise(marks, byPath.get(file)!, shard, BigInt(last));
+      // One object for a written file; an array of them for a merged one (one per source).
+      const parsed = JSON.parse(value) as RangesMeta | RangesMeta[];
+      for (const entry of Array.isArray(parsed) ? parsed : [parsed]) {
+        if (entry.source !== source) continue;
+        for (const [shard, [, last]] of Object.entries(entry.ranges)) raise(marks, byPath.get(file)!, shard, BigInt(last));
+      }
     }
   }
   return { partitions, marks };

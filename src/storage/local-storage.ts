@@ -89,6 +89,25 @@ export class LocalStorage implements Storage {
     }
   }
 
+  async copy(fromKey: string, toKey: string): Promise<void> {
+    const from = this.pathOf(fromKey);
+    const to = this.pathOf(toKey);
+    await fsp.mkdir(path.dirname(to), { recursive: true });
+    try {
+      await fsp.link(from, to); // data files are immutable: sharing the inode is a copy
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') {
+        await fsp.rm(to, { force: true });
+        return this.copy(fromKey, toKey);
+      }
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw new StorageError(`cannot copy ${from} to ${to}: ${(err as Error).message}`, { cause: err });
+      const tmp = await this.tempBeside(to);
+      await fsp.copyFile(from, tmp);
+      await fsp.rename(tmp, to);
+    }
+  }
+
   async get(key: string): Promise<Buffer | undefined> {
     try {
       return await fsp.readFile(this.pathOf(key));

@@ -27,6 +27,8 @@ export interface Storage {
   list(prefix: string, options?: { recursive?: boolean }): Promise<ObjectInfo[]>;
   /** Deletes the keys; missing keys are not an error. */
   delete(keys: string[]): Promise<void>;
+  /** Copies an object inside the storage (a hard link locally, a server-side copy on S3); optional: callers fall back to get + put. */
+  copy?(fromKey: string, toKey: string): Promise<void>;
   /** A path DuckDB can read the object from directly, or undefined when it must be fetched first. */
   localPath(key: string): string | undefined;
 }

@@ -1,0 +1,313 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { isConflict, partitionKey, type Catalog, type PartitionDef, type TableDef } from '../catalog/catalog.ts';
+import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
+import { PartitionGuard } from '../catalog/partition-guard.ts';
+import { EVENT_TYPES, sortColumnsFor, type EventType } from '../events/schema.ts';
+import { StorageError, WriterError, badOption } from '../errors.ts';
+import { RANGES_METADATA_KEY } from '../ingest/file-names.ts';
+import type { RangesMeta } from '../ingest/recovery.ts';
+import { partitionPath } from '../partition/hive-path.ts';
+import type { Storage } from '../storage/storage.ts';
+import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
+import type { Compression } from '../writer/parquet-file.ts';
+
+const MiB = 1024 * 1024;
+
+/** Options of a merge run; validated when the run starts. */
+export interface MergeOptions {
+  /** Only this table. Default: every table. */
+  table?: string;
+  /** Files below this size are merge candidates. Default 128 MiB. */
+  smallFileBytes?: number;
+  /** Size merged files aim for. Default 512 MiB. */
+  targetFileBytes?: number;
+  /** Only files last modified at least this long ago (ms) are merged. Default 0. */
+  olderThanMs?: number;
+  /** How long replaced files stay readable for queries that started before the swap (ms). Default 1 h. */
+  graceMs?: number;
+  /** Plan only; change nothing. */
+  dryRun?: boolean;
+  /** Default 'zstd'. */
+  compression?: Compression;
+  duckdb?: DuckDBOptions;
+  /** Called after each partition. */
+  onProgress?: (p: { partitionsDone: number; partitions: number; bytesDone: number; bytes: number }) => void;
+}
+
+/** What merging one partition will do. */
+export interface PartitionPlan {
+  table: string;
+  values: string[];
+  location: string;
+  version: number;
+  /** Groups of small files, each becoming one file. */
+  bins: Array<Array<{ key: string; size: number }>>;
+  /** Files carried over unchanged into the new generation. */
+  keep: Array<{ key: string; size: number }>;
+  inputBytes: number;
+}
+
+/** What a merge run did. */
+export interface MergeResult {
+  plans: PartitionPlan[];
+  /** Partitions swapped to a new generation. */
+  merged: number;
+  /** Partitions left alone, and why (another compaction holds them, a concurrent swap won). */
+  skipped: Array<{ table: string; values: string[]; reason: string }>;
+  filesIn: number;
+  filesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Replaced files deleted because their grace period was over. */
+  garbageDeleted: number;
+  seconds: number;
+}
+
+interface Resolved {
+  smallFileBytes: number;
+  targetFileBytes: number;
+  olderThanMs: number;
+  graceMs: number;
+  compression: Compression;
+}
+
+function resolve(o: MergeOptions): Resolved {
+  const num = (name: string, v: number | undefined, d: number, min: number) => {
+    if (v === undefined) return d;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) badOption(name, v, `a number ≥ ${min}`);
+    return v;
+  };
+  if (o.compression !== undefined && o.compression !== 'zstd' && o.compression !== 'snappy') badOption('compression', o.compression, "'zstd' or 'snappy'");
+  return {
+    smallFileBytes: num('smallFileBytes', o.smallFileBytes, 128 * MiB, 1),
+    targetFileBytes: num('targetFileBytes', o.targetFileBytes, 512 * MiB, 1024),
+    olderThanMs: num('olderThanMs', o.olderThanMs, 0, 0),
+    graceMs: num('graceMs', o.graceMs, 3_600_000, 0),
+    compression: o.compression ?? 'zstd',
+  };
+}
+
+/** The partition's path under its table when it has no generation of its own. */
+function basePath(t: TableDef, values: string[]): string {
+  return `${t.location}/${partitionPath(t.partitionKeys.map((k, i) => [k.name, values[i]!] as const))}`;
+}
+
+function planPartition(t: TableDef, p: PartitionDef, files: CommittedFile[], o: Resolved, now: number): PartitionPlan | null {
+  const small = files.filter((f) => f.size < o.smallFileBytes && now - f.mtimeMs >= o.olderThanMs).sort((a, b) => (a.key < b.key ? -1 : 1));
+  if (small.length < 2) return null;
+  const bins: PartitionPlan['bins'] = [];
+  let bin: PartitionPlan['bins'][number] = [];
+  let binBytes = 0;
+  for (const f of small) {
+    if (bin.length > 0 && binBytes + f.size > o.targetFileBytes) {
+      bins.push(bin);
+      bin = [];
+      binBytes = 0;
+    }
+    bin.push({ key: f.key, size: f.size });
+    binBytes += f.size;
+  }
+  bins.push(bin);
+  const merging = bins.filter((b) => b.length > 1);
+  if (merging.length === 0) return null;
+  const inBins = new Set(merging.flat().map((f) => f.key));
+  return {
+    table: t.name,
+    values: p.values,
+    location: p.location,
+    version: p.version,
+    bins: merging,
+    keep: files.filter((f) => !inBins.has(f.key)).map((f) => ({ key: f.key, size: f.size })),
+    inputBytes: merging.flat().reduce((a, f) => a + f.size, 0),
+  };
+}
+
+/** Plans a merge: which partitions have small files to bin-pack, without changing anything. */
+export async function planMerge(storage: Storage, catalog: Catalog, options: MergeOptions = {}): Promise<PartitionPlan[]> {
+  const o = resolve(options);
+  const tables = (await catalog.listTables()).filter((t) => options.table === undefined || t.name === options.table);
+  if (options.table !== undefined && tables.length === 0) badOption('table', options.table, `a table of the lake (${(await catalog.listTables()).map((t) => t.name).join(', ') || 'none yet'})`);
+  const plans: PartitionPlan[] = [];
+  const now = Date.now();
+  for (const t of tables) {
+    const parts = await catalog.getPartitions(t.name);
+    const files = await listCommittedFiles(storage, catalog, t.name, parts);
+    for (const p of parts) {
+      const plan = planPartition(t, p, files.filter((f) => f.partition === p), o, now);
+      if (plan !== null) plans.push(plan);
+    }
+  }
+  return plans;
+}
+
+/**
+ * Merges small files into target-size ones, partition by partition, by the generation swap of
+ * DESIGN §5.5: the partition's files are written to a new location (merged files plus the files
+ * kept, linked), the catalog moves the partition there in one call guarded by its version, and the
+ * old files are deleted only after the grace period. Writers are held off the partition meanwhile
+ * (PartitionGuard), so no committed row is ever missing from, or doubled in, what readers see.
+ */
+export async function runMerge(storage: Storage, catalog: Catalog, options: MergeOptions = {}): Promise<MergeResult> {
+  const started = Date.now();
+  const o = resolve(options);
+  const result: MergeResult = { plans: [], merged: 0, skipped: [], filesIn: 0, filesOut: 0, bytesIn: 0, bytesOut: 0, garbageDeleted: 0, seconds: 0 };
+  if (!options.dryRun) result.garbageDeleted = await collectGarbage(storage, catalog, o.graceMs);
+  const plans = await planMerge(storage, catalog, options);
+  result.plans = plans;
+  if (options.dryRun) {
+    result.seconds = (Date.now() - started) / 1000;
+    return result;
+  }
+  const guard = new PartitionGuard(storage);
+  const spool = await fsp.mkdtemp(path.join(storage.localPath('_tributary/spool') ?? os.tmpdir(), `merge-${process.pid}-`)).catch(async () => {
+    await fsp.mkdir(storage.localPath('_tributary/spool') ?? os.tmpdir(), { recursive: true });
+    return fsp.mkdtemp(path.join(storage.localPath('_tributary/spool') ?? os.tmpdir(), `merge-${process.pid}-`));
+  });
+  const { instance, conn } = await openDuckDB({ tempDirectory: path.join(spool, 'duckdb'), ...options.duckdb });
+  const totalBytes = plans.reduce((a, p) => a + p.inputBytes, 0);
+  let bytesDone = 0;
+  try {
+    const tables = new Map((await catalog.listTables()).map((t) => [t.name, t]));
+    for (const [i, planned] of plans.entries()) {
+      const t = tables.get(planned.table)!;
+      const pk = partitionKey(planned.values);
+      const release = await guard.compact(t.name, pk);
+      if (release === null) {
+        result.skipped.push({ table: t.name, values: planned.values, reason: 'another compaction holds this partition' });
+        continue;
+      }
+      try {
+        // Re-plan under the guard: files may have arrived since the plan was made.
+        const part = (await catalog.getPartitions(t.name)).find((p) => partitionKey(p.values) === pk);
+        const files = part === undefined ? [] : (await listCommittedFiles(storage, catalog, t.name, [part]));
+        const plan = part === undefined ? null : planPartition(t, part, files, o, Date.now());
+        if (plan === null) continue;
+        const gen = `${basePath(t, plan.values)}/_g${plan.version + 1}-${Date.now()}-${randomBytes(4).toString('hex')}`;
+        const written: string[] = [];
+        try {
+          for (const bin of plan.bins) {
+            const name = `m+${createHash('sha256').update(bin.map((f) => f.key.slice(f.key.lastIndexOf('/') + 1)).sort().join('\n')).digest('hex').slice(0, 32)}.parquet`;
+            const local = path.join(spool, name);
+            result.bytesOut += await mergeFiles(conn, storage, t, bin.map((f) => f.key), local, o.compression);
+            await storage.putFile(`${gen}/${name}`, local);
+            written.push(`${gen}/${name}`);
+          }
+          for (const f of plan.keep) {
+            const to = `${gen}/${f.key.slice(f.key.lastIndexOf('/') + 1)}`;
+            if (storage.copy !== undefined) await storage.copy(f.key, to);
+            else await storage.put(to, (await storage.get(f.key)) ?? Buffer.alloc(0));
+            written.push(to);
+          }
+          await catalog.swapPartitionLocation(t.name, plan.values, gen, plan.version);
+        } catch (err) {
+          await storage.delete(written);
+          if (isConflict(err)) {
+            result.skipped.push({ table: t.name, values: plan.values, reason: (err as Error).message });
+            continue;
+          }
+          throw err;
+        }
+        // The old generation stays readable for the grace period, then goes.
+        const old = files.map((f) => f.key);
+        await storage.put(`_tributary/gc/${String(Date.now() + o.graceMs).padStart(15, '0')}-${randomBytes(4).toString('hex')}.json`, JSON.stringify({ table: t.name, values: plan.values, keys: old }));
+        result.merged++;
+        result.filesIn += plan.bins.flat().length;
+        result.filesOut += plan.bins.length;
+        result.bytesIn += plan.inputBytes;
+      } finally {
+        await release();
+      }
+      bytesDone += planned.inputBytes;
+      options.onProgress?.({ partitionsDone: i + 1, partitions: plans.length, bytesDone, bytes: totalBytes });
+    }
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+    await fsp.rm(spool, { recursive: true, force: true });
+  }
+  result.seconds = (Date.now() - started) / 1000;
+  return result;
+}
+
+/** Writes one sorted file holding every row of `keys`; checks the row count; returns its size. */
+async function mergeFiles(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], storage: Storage, t: TableDef, keys: string[], outPath: string, compression: Compression): Promise<number> {
+  const paths = keys.map((k) => {
+    const p = storage.localPath(k);
+    if (p === undefined) throw new StorageError(`merge needs local files; ${storage.root} is remote (S3 merge goes through the file cache, not built yet)`);
+    return p;
+  });
+  const list = `[${paths.map(sqlString).join(', ')}]`;
+  const meta = await conn.runAndReadAll(`SELECT sum(num_rows)::BIGINT FROM parquet_file_metadata(${list})`);
+  const expected = Number(meta.getRows()[0]![0]);
+  const kv = await conn.runAndReadAll(`SELECT decode(value) FROM parquet_kv_metadata(${list}) WHERE decode(key) = ${sqlString(RANGES_METADATA_KEY)}`);
+  const merged = new Map<string, Map<string, [bigint, bigint]>>();
+  for (const [v] of kv.getRows() as Array<[string]>) {
+    const parsed = JSON.parse(v) as RangesMeta | RangesMeta[];
+    for (const e of Array.isArray(parsed) ? parsed : [parsed]) {
+      let m = merged.get(e.source);
+      if (m === undefined) merged.set(e.source, (m = new Map()));
+      for (const [shard, [first, last]] of Object.entries(e.ranges)) {
+        const cur = m.get(shard);
+        m.set(shard, cur === undefined ? [BigInt(first), BigInt(last)] : [cur[0] < BigInt(first) ? cur[0] : BigInt(first), cur[1] > BigInt(last) ? cur[1] : BigInt(last)]);
+      }
+    }
+  }
+  const ranges: RangesMeta[] = [...merged].map(([source, m]) => ({ source, ranges: Object.fromEntries([...m].map(([s, [f, l]]) => [s, [f.toString(), l.toString()]])) }));
+  const type = (t.parameters.tributary_event_type ?? 'track') as EventType;
+  const cols = new Set(t.columns.map((c) => c.name));
+  const order = (EVENT_TYPES.includes(type) ? sortColumnsFor(type) : ['received_at']).filter((c) => cols.has(c)).map(sqlIdent).join(', ');
+  const res = await conn.runAndReadAll(
+    `COPY (SELECT * FROM read_parquet(${list}, hive_partitioning=false, union_by_name=true)${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(outPath)} ` +
+      `(FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE 122880, KV_METADATA {${sqlIdent(RANGES_METADATA_KEY)}: ${sqlString(JSON.stringify(ranges))}, "tributary.table": ${sqlString(t.name)}})`,
+  );
+  const got = Number(res.getRows()[0]![0]);
+  if (got !== expected) {
+    await fsp.rm(outPath, { force: true });
+    throw new WriterError(`merging ${keys.length} files of ${t.name}: wrote ${got} rows, the inputs hold ${expected}`);
+  }
+  return (await fsp.stat(outPath)).size;
+}
+
+/**
+ * Deletes what earlier swaps replaced once its grace period is over, and generations that no swap
+ * made current (a compactor that died mid-way) once they are older than the grace period and no
+ * compaction of their partition is under way.
+ */
+export async function collectGarbage(storage: Storage, catalog: Catalog, graceMs: number): Promise<number> {
+  let deleted = 0;
+  const now = Date.now();
+  const pending = new Set<string>();
+  for (const entry of await storage.list('_tributary/gc')) {
+    const due = Number(/\/(\d+)-[0-9a-f]+\.json$/.exec(entry.key)?.[1] ?? Infinity);
+    const body = await storage.get(entry.key);
+    const keys = body === undefined ? [] : (JSON.parse(body.toString('utf8')) as { keys: string[] }).keys;
+    if (due > now) {
+      for (const k of keys) pending.add(k);
+      continue;
+    }
+    await storage.delete(keys);
+    deleted += keys.length;
+    await storage.delete([entry.key]);
+  }
+  const guard = new PartitionGuard(storage);
+  for (const t of await catalog.listTables()) {
+    for (const p of await catalog.getPartitions(t.name)) {
+      const gens = new Map<string, string[]>();
+      for (const o of await storage.list(basePath(t, p.values), { recursive: true })) {
+        const m = /^(.*\/_g\d+-(\d+)-[0-9a-f]+)\/[^/]+$/.exec(o.key);
+        if (m === null || m[1] === p.location || now - Number(m[2]) < graceMs) continue;
+        gens.set(m[1]!, [...(gens.get(m[1]!) ?? []), o.key]);
+      }
+      if (gens.size === 0 || (await guard.isCompacting(t.name, partitionKey(p.values)))) continue;
+      for (const keys of gens.values()) {
+        if (keys.some((k) => pending.has(k))) continue; // replaced, still in its grace period
+        await storage.delete(keys);
+        deleted += keys.length;
+      }
+    }
+  }
+  return deleted;
+}
