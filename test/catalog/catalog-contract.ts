@@ -47,6 +47,20 @@ export function catalogContract(name: string, make: () => Promise<Catalog>): voi
     await assert.rejects(c.addPartitions('missing', [{ values: ['x'], location: 'x' }]), /does not exist/);
   });
 
+  test(`${name}: a partition's location swaps only from the version it was read at`, async () => {
+    const c = await make();
+    await c.ensureTable(tableDef('t'));
+    await c.addPartitions('t', [{ values: ['d1'], location: 't/dt=d1' }]);
+    const [p] = await c.getPartitions('t');
+    const swapped = await c.swapPartitionLocation('t', ['d1'], 't/dt=d1/_g2', p!.version);
+    assert.deepEqual([swapped.location, swapped.version], ['t/dt=d1/_g2', p!.version + 1]);
+    assert.equal((await c.getPartitions('t'))[0]!.location, 't/dt=d1/_g2');
+    await assert.rejects(c.swapPartitionLocation('t', ['d1'], 't/dt=d1/_g3', p!.version), (e: Error & { conflict?: boolean }) => e.conflict === true && /version/.test(e.message));
+    const racers = await Promise.allSettled([0, 1, 2, 3].map((i) => c.swapPartitionLocation('t', ['d1'], `t/dt=d1/_r${i}`, swapped.version)));
+    assert.equal(racers.filter((r) => r.status === 'fulfilled').length, 1, 'one of four concurrent swaps wins');
+    await assert.rejects(c.swapPartitionLocation('t', ['nope'], 'x', 1), /no partition/);
+  });
+
   test(`${name}: concurrent writers lose no partition`, async () => {
     const c = await make();
     await c.ensureTable(tableDef('t'));
