@@ -1,9 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Storage } from '../storage/storage.ts';
 
-/** How long a writer's or a compactor's marker counts when its owner died without removing it. */
-export const WRITER_MARKER_TTL_MS = 15 * 60_000;
-export const COMPACTION_LOCK_TTL_MS = 60 * 60_000;
+/**
+ * How long a writer's or a compactor's marker counts without being renewed: its owner renews it
+ * every third of that while it works, so one that died holds the partition at most this long.
+ */
+export const MARKER_TTL_MS = 30_000;
 
 interface Marker {
   owner: string;
@@ -48,16 +50,37 @@ export class PartitionGuard {
     const dir = this.dir(table, partKey);
     const me = `${dir}/w-${this.owner}-${randomBytes(4).toString('hex')}`;
     for (let wait = 20; ; wait = Math.min(wait * 2, 1000)) {
-      await this.storage.put(me, JSON.stringify({ owner: this.owner, expiresAtMs: Date.now() + WRITER_MARKER_TTL_MS } satisfies Marker));
+      await this.storage.put(me, this.marker());
       if (!(await this.live(`${dir}/compact`))) break;
       await this.storage.delete([me]); // a compaction holds the partition: step back and retry
       await sleep(wait);
     }
+    const beat = this.heartbeat(me);
     try {
       return await fn();
     } finally {
+      await beat.stop();
       await this.storage.delete([me]);
     }
+  }
+
+  private marker(): string {
+    return JSON.stringify({ owner: this.owner, expiresAtMs: Date.now() + MARKER_TTL_MS } satisfies Marker);
+  }
+
+  /** Renews `key` every third of the TTL until stopped. */
+  private heartbeat(key: string): { stop(): Promise<void> } {
+    let renewing: Promise<void> = Promise.resolve();
+    const timer = setInterval(() => {
+      renewing = renewing.then(() => this.storage.put(key, this.marker())).catch(() => undefined);
+    }, MARKER_TTL_MS / 3);
+    timer.unref();
+    return {
+      stop: async () => {
+        clearInterval(timer);
+        await renewing;
+      },
+    };
   }
 
   /**
@@ -67,13 +90,17 @@ export class PartitionGuard {
   async compact(table: string, partKey: string): Promise<(() => Promise<void>) | null> {
     const dir = this.dir(table, partKey);
     const lock = `${dir}/compact`;
-    const body = JSON.stringify({ owner: this.owner, expiresAtMs: Date.now() + COMPACTION_LOCK_TTL_MS } satisfies Marker);
+    const body = this.marker();
     if (!(await this.storage.putIfAbsent(lock, body))) {
       if (await this.live(lock)) return null;
       await this.storage.delete([lock]); // left by a compactor that died
       if (!(await this.storage.putIfAbsent(lock, body))) return null;
     }
-    const release = () => this.storage.delete([lock]);
+    const beat = this.heartbeat(lock);
+    const release = async () => {
+      await beat.stop();
+      await this.storage.delete([lock]);
+    };
     for (let wait = 10; ; wait = Math.min(wait * 2, 500)) {
       const writers = (await this.storage.list(dir)).filter((o) => /\/w-[^/]+$/.test(o.key));
       let busy = false;

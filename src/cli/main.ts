@@ -12,6 +12,7 @@ Commands:
   ingest <file ...|->   read NDJSON Segment events into the lake
   query "<SQL>"         run SQL over the lake's committed files
   tables                list tables, columns, partitions and files
+  compact json          convert raw JSON history (Segment's S3 layout too) to Parquet
   compact merge         merge small files into target-size ones (safe beside ingest and queries)
   demo                  generate sample events, ingest them and show the A/B-test results
 

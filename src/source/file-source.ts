@@ -20,6 +20,11 @@ export interface FileSourceOptions {
   maxLineChars?: number;
   /** Stream used for '-', default process.stdin. */
   stdin?: Readable;
+  /**
+   * receivedAt for events of `path` that carry neither receivedAt nor timestamp; undefined falls back
+   * to the file's modification time. (The Segment S3 layout's day directory gives a better one.)
+   */
+  fallbackReceivedAt?: (path: string) => number | undefined;
 }
 
 /**
@@ -33,6 +38,7 @@ export class FileSource implements Source {
   private readonly inputs: string[];
   private readonly maxLineChars: number;
   private readonly stdin: Readable | undefined;
+  private readonly fallbackFor: ((path: string) => number | undefined) | undefined;
   private bytesRead = 0;
   private totalBytes: number | null = null;
 
@@ -41,6 +47,7 @@ export class FileSource implements Source {
     this.inputs = inputs;
     this.maxLineChars = options.maxLineChars ?? 1024 * 1024;
     this.stdin = options.stdin;
+    this.fallbackFor = options.fallbackReceivedAt;
   }
 
   progress(): { bytes: number; totalBytes: number | null } {
@@ -65,7 +72,7 @@ export class FileSource implements Source {
     for (const input of this.inputs) {
       const st = stats.get(input);
       const raw: Readable = input === '-' ? (this.stdin ?? process.stdin) : createReadStream(input, { highWaterMark: 1024 * 1024 });
-      yield* this.readOne(input, raw, st?.mtimeMs ?? Date.now());
+      yield* this.readOne(input, raw, (input === '-' ? undefined : this.fallbackFor?.(input)) ?? st?.mtimeMs ?? Date.now());
     }
   }
 

@@ -1,11 +1,26 @@
 import * as path from 'node:path';
+import { convertJson, listJsonInputs } from '../../compact/json-to-parquet.ts';
 import { runMerge, type MergeResult } from '../../compact/merge.ts';
+import { progressLine, summary } from './ingest.ts';
 import { ConfigError } from '../../errors.ts';
 import { openLocalLake } from '../../lake.ts';
 import { formatBytes, parseDuration, parseSize } from '../../units.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 
-export const COMPACT_HELP = `tributary compact merge [options]
+export const COMPACT_HELP = `tributary compact json --from DIR [options]
+
+Converts raw JSON history (NDJSON / .json / .jsonl, gzipped or not; Segment's S3 destination
+layout segment-logs/<source-id>/<received-day-epoch-ms>/<file>.gz included) to Parquet in the lake,
+through the same decoder, validation, dead letters and partitioning as ingest. Idempotent and
+resumable: run it again after a failure or a kill and it adds exactly what is missing.
+
+  --from DIR               directory to read, recursively
+  --lake DIR               lake directory (default $TRIBUTARY_LAKE, else ./lake)
+  --target-file-size SIZE  --partition-by FIELDS   as for ingest
+  --dry-run                list what would be converted, change nothing
+  --json                   print the result as one JSON object
+
+tributary compact merge [options]
 
 Merges small Parquet files into target-size ones, partition by partition, safely while ingest
 and queries run: merged files go to a new location, the catalog swaps the partition there in one
@@ -27,7 +42,8 @@ export async function compactCommand(argv: string[], io: Io): Promise<number> {
     io.stdout.write(COMPACT_HELP);
     return sub === undefined ? EXIT.usage : EXIT.ok;
   }
-  if (sub !== 'merge') throw new ConfigError(`compact: unknown job ${JSON.stringify(sub)}; available: merge (json conversion is not built yet)`);
+  if (sub === 'json') return compactJson(rest, io);
+  if (sub !== 'merge') throw new ConfigError(`compact: unknown job ${JSON.stringify(sub)}; available: json, merge`);
   const { values, positionals } = parse(rest, {
     ...LAKE_OPTIONS,
     table: { type: 'string' },
@@ -81,4 +97,59 @@ function describe(r: MergeResult, dryRun: boolean): string {
     for (const s of r.skipped) lines.push(`skipped ${s.table} (${s.values.join(', ')}): ${s.reason}`);
   }
   return lines.join('\n') + '\n';
+}
+
+async function compactJson(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    ...LAKE_OPTIONS,
+    from: { type: 'string' },
+    'target-file-size': { type: 'string' },
+    'partition-by': { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
+  if (values.help) {
+    io.stdout.write(COMPACT_HELP);
+    return EXIT.ok;
+  }
+  if (positionals.length > 0) throw new ConfigError(`compact json: unexpected argument ${JSON.stringify(positionals[0])}`);
+  if (values.from === undefined) throw new ConfigError('compact json: --from DIR is required (the directory of raw JSON to convert)');
+  const { config, lake } = await lakeSettings(values, io);
+  const inputs = await listJsonInputs(path.resolve(io.cwd, values.from));
+  const bytes = inputs.reduce((a, i) => a + i.bytes, 0);
+  if (values['dry-run']) {
+    const plan = { from: values.from, files: inputs.length, bytes, lake, partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt' };
+    if (values.json) io.stdout.write(JSON.stringify(plan) + '\n');
+    else {
+      for (const i of inputs.slice(0, 20)) io.stdout.write(`would convert ${i.path} (${formatBytes(i.bytes)})\n`);
+      if (inputs.length > 20) io.stdout.write(`... and ${inputs.length - 20} more\n`);
+      io.stdout.write(`dry run: ${inputs.length} files, ${formatBytes(bytes)} of JSON into ${lake}, partitioned by ${plan.partitionBy}; ` +
+        `expect very roughly ${formatBytes(bytes / 5)} of Parquet (gzipped inputs: more) in target-size files per partition; nothing changed\n`);
+    }
+    return EXIT.ok;
+  }
+  const { storage, catalog } = openLocalLake(path.resolve(io.cwd, lake));
+  const progressTty = io.stderr.isTTY === true && !values.json;
+  let last = 0;
+  const stats = await convertJson(storage, catalog, inputs, {
+    targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
+    partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
+    compression: config.compression,
+    tables: config.tables,
+    onProgress: progressTty
+      ? (s) => {
+          if (Date.now() - last < 250) return;
+          last = Date.now();
+          io.stderr.write(`\r\x1b[K${progressLine(s)}`);
+        }
+      : undefined,
+  });
+  if (progressTty) io.stderr.write('\r\x1b[K');
+  if (values.json) {
+    const { read, written, deadLettered, skipped, files, bytes: out, seconds } = stats;
+    io.stdout.write(JSON.stringify({ inputs: inputs.length, inputBytes: bytes, read, written, deadLettered, skipped, files, bytes: out, seconds }) + '\n');
+  } else {
+    io.stdout.write(`converted ${inputs.length} files (${formatBytes(bytes)}, ${(bytes / 1e6 / Math.max(stats.seconds, 0.001)).toFixed(1)} MB/s)\n` + summary(stats, lake));
+  }
+  return EXIT.ok;
 }

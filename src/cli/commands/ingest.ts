@@ -83,13 +83,16 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
   return EXIT.ok;
 }
 
-function progressLine(s: IngestStats): string {
+/** The progress line drawn on a terminal while reading. */
+export function progressLine(s: IngestStats): string {
   const rate = s.seconds > 0 ? Math.round(s.read / s.seconds) : 0;
   const pct = s.inputTotalBytes ? ` (${Math.floor((100 * s.inputBytes) / s.inputTotalBytes)}%)` : '';
-  return `read ${s.read.toLocaleString('en-US')} events, ${formatBytes(s.inputBytes)}${s.inputTotalBytes ? ' of ' + formatBytes(s.inputTotalBytes) : ''}${pct}, ${rate.toLocaleString('en-US')} events/s, ${s.files} files committed`;
+  const eta = s.inputTotalBytes && s.inputBytes > 0 ? `, ETA ${Math.round(((s.inputTotalBytes - s.inputBytes) * s.seconds) / s.inputBytes)} s` : '';
+  return `read ${s.read.toLocaleString('en-US')} events, ${formatBytes(s.inputBytes)}${s.inputTotalBytes ? ' of ' + formatBytes(s.inputTotalBytes) : ''}${pct}, ${rate.toLocaleString('en-US')} events/s, ${s.files} files committed${eta}`;
 }
 
-function summary(s: IngestStats, lake: string): string {
+/** The human summary printed at the end. */
+export function summary(s: IngestStats, lake: string): string {
   const n = (x: number) => x.toLocaleString('en-US');
   const lines = [
     `ingested into ${lake} in ${s.seconds.toFixed(1)} s (${n(Math.round(s.read / Math.max(s.seconds, 0.001)))} events/s)`,
