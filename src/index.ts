@@ -3,6 +3,7 @@ export * from './errors.ts';
 export { openLocalLake, type Lake } from './lake.ts';
 export type { Storage, ObjectInfo } from './storage/storage.ts';
 export { LocalStorage } from './storage/local-storage.ts';
+export { S3Storage, parseS3Uri, type S3StorageOptions } from './storage/s3-storage.ts';
 export type { Catalog, TableDef, PartitionDef, CatalogColumn } from './catalog/catalog.ts';
 export { EmbeddedCatalog } from './catalog/embedded-catalog.ts';
 export { listCommittedFiles, type CommittedFile } from './catalog/files.ts';

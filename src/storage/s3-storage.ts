@@ -1,0 +1,409 @@
+import { createReadStream, promises as fsp } from 'node:fs';
+import {
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type ListObjectsV2CommandOutput,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { badOption, ConfigError, StorageError } from '../errors.ts';
+import type { ObjectInfo, Storage } from './storage.ts';
+
+const MiB = 1024 * 1024;
+/** S3's smallest part (all but the last part of a multipart upload). */
+export const S3_MIN_PART_SIZE = 5 * MiB;
+/** S3's largest part. */
+const S3_MAX_PART_SIZE = 5 * 1024 * MiB;
+/** S3 allows at most 10,000 parts per multipart upload. */
+const S3_MAX_PARTS = 10_000;
+const DEFAULT_PART_SIZE = 16 * MiB;
+/** DeleteObjects takes at most 1,000 keys per request. */
+const DELETE_BATCH = 1000;
+/** Parallel single-key deletes when DeleteObjects itself fails with a server error. */
+const DELETE_FALLBACK_CONCURRENCY = 8;
+/** Attempts per request made by a client this class creates (the SDK retries 5xx, throttling and network errors). */
+const DEFAULT_MAX_ATTEMPTS = 5;
+
+export interface S3StorageOptions {
+  /** Bucket name (S3's naming rules for general purpose buckets). */
+  bucket: string;
+  /** Key prefix every key lives under, without leading or trailing '/' (e.g. `lake/prod`). */
+  prefix?: string;
+  /** A configured client; when given, `region`, `endpoint` and `forcePathStyle` must not be. */
+  client?: S3Client;
+  /** AWS region; otherwise the SDK's usual resolution (AWS_REGION, profile). */
+  region?: string;
+  /** Endpoint URL of an S3-compatible service (MinIO, R2, a local test server). */
+  endpoint?: string;
+  /** Path-style URLs (`endpoint/bucket/key`), which most S3-compatible services need. */
+  forcePathStyle?: boolean;
+  /** Part size of multipart uploads in putFile; at least 5 MiB (S3's minimum). Default 16 MiB. */
+  partSizeBytes?: number;
+}
+
+/**
+ * Parses `s3://bucket/prefix` (the prefix is optional; surrounding slashes are dropped).
+ * Throws ConfigError naming the value when it is not an S3 URI or the bucket name is invalid.
+ */
+export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
+  const m = typeof uri === 'string' ? /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(uri) : null;
+  if (!m) badOption('S3 URI', uri, 's3://bucket or s3://bucket/prefix');
+  const bucket = m[1]!;
+  validateBucket(bucket);
+  return { bucket, prefix: normalizePrefix(m[2] ?? '') };
+}
+
+/**
+ * Storage in an S3 bucket under an optional prefix (also S3-compatible services through `endpoint`).
+ *
+ * - Writes are atomic because S3 objects appear only when a PutObject or a multipart upload completes.
+ * - putIfAbsent is a PutObject with `If-None-Match: *`, a conditional write that Amazon S3 supports
+ *   since August 2024 (general purpose and directory buckets). A service that ignores the header
+ *   would make putIfAbsent always succeed, so only use S3-compatible services that implement it.
+ * - Keys are relative to the prefix; '.' and empty segments collapse and '..' pops a segment, as a
+ *   file path would under LocalStorage, and a key that would leave the prefix is refused.
+ * - Errors are StorageError naming the operation and the object; `retriable` is true for server
+ *   errors (5xx), throttling (SlowDown) and network failures, after the SDK's own retries.
+ */
+export class S3Storage implements Storage {
+  readonly root: string;
+  readonly bucket: string;
+  /** The key prefix without trailing '/', or '' for the whole bucket. */
+  readonly prefix: string;
+  private readonly client: S3Client;
+  private readonly partSize: number;
+
+  constructor(options: S3StorageOptions) {
+    if (options === null || typeof options !== 'object') badOption('S3 storage options', options, 'an object with a bucket');
+    validateBucket(options.bucket);
+    this.bucket = options.bucket;
+    this.prefix = normalizePrefix(options.prefix ?? '');
+    this.root = this.prefix ? `s3://${this.bucket}/${this.prefix}` : `s3://${this.bucket}`;
+
+    const partSize = options.partSizeBytes ?? DEFAULT_PART_SIZE;
+    if (!Number.isSafeInteger(partSize) || partSize < S3_MIN_PART_SIZE || partSize > S3_MAX_PART_SIZE) {
+      badOption('S3 part size (partSizeBytes)', partSize, `a whole number of bytes from ${S3_MIN_PART_SIZE} (5 MiB) to ${S3_MAX_PART_SIZE} (5 GiB)`);
+    }
+    this.partSize = partSize;
+
+    if (options.region !== undefined && (typeof options.region !== 'string' || !/^[a-z0-9-]+$/.test(options.region))) {
+      badOption('S3 region', options.region, 'a region name such as us-east-1');
+    }
+    if (options.endpoint !== undefined) {
+      let ok = false;
+      try {
+        ok = ['http:', 'https:'].includes(new URL(options.endpoint).protocol);
+      } catch {
+        ok = false;
+      }
+      if (!ok) badOption('S3 endpoint', options.endpoint, 'an http:// or https:// URL');
+    }
+    if (options.client !== undefined) {
+      const clash = (['region', 'endpoint', 'forcePathStyle'] as const).filter((k) => options[k] !== undefined);
+      if (clash.length > 0) {
+        throw new ConfigError(`S3 storage: ${clash.join(', ')} cannot be combined with a ready-made client; configure the client instead`);
+      }
+      this.client = options.client;
+    } else {
+      this.client = new S3Client({
+        region: options.region,
+        endpoint: options.endpoint,
+        forcePathStyle: options.forcePathStyle,
+        maxAttempts: DEFAULT_MAX_ATTEMPTS,
+      });
+    }
+  }
+
+  /** Object storage has no local path: DuckDB must be given fetched bytes (or its own S3 access). */
+  localPath(_key: string): undefined {
+    return undefined;
+  }
+
+  async put(key: string, body: Uint8Array | string): Promise<void> {
+    const k = this.objectKey(key);
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: k, Body: body }));
+    } catch (err) {
+      throw this.failure('put', k, err);
+    }
+  }
+
+  /**
+   * Uploads the local file (multipart above the part size, several parts in flight), then deletes it.
+   * The object appears only when the upload completes; a failed multipart upload is aborted.
+   */
+  async putFile(key: string, localPath: string): Promise<void> {
+    const k = this.objectKey(key);
+    let size: number;
+    try {
+      size = (await fsp.stat(localPath)).size;
+    } catch (err) {
+      throw new StorageError(`cannot upload ${localPath} to ${this.uri(k)}: ${(err as Error).message}`, { cause: err });
+    }
+    // Large files get larger parts so they stay within S3's 10,000-part limit.
+    const partSize = Math.max(this.partSize, Math.ceil(size / S3_MAX_PARTS));
+    const stream = createReadStream(localPath);
+    try {
+      const upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key: k, Body: stream },
+        partSize,
+        queueSize: 4,
+        leavePartsOnError: false,
+      });
+      await upload.done();
+    } catch (err) {
+      throw this.failure(`upload ${localPath} to`, k, err);
+    } finally {
+      stream.destroy();
+    }
+    try {
+      await fsp.rm(localPath, { force: true });
+    } catch (err) {
+      throw new StorageError(`uploaded ${this.uri(k)} but cannot remove ${localPath}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /**
+   * PutObject with `If-None-Match: *`: S3 creates the object only when no object has that key
+   * (conditional writes, supported by Amazon S3 since August 2024). 412 PreconditionFailed means
+   * another writer created it: false. 409 ConditionalRequestConflict (a concurrent conditional write
+   * to the same key in flight) is also false: never two winners; the caller retries as it would
+   * after losing. A write whose success response was lost and which the SDK retried reads as false too.
+   */
+  async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
+    const k = this.objectKey(key);
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: k, Body: body, IfNoneMatch: '*' }));
+      return true;
+    } catch (err) {
+      const { name, status } = describe(err);
+      if (name === 'PreconditionFailed' || status === 412) return false;
+      if (name === 'ConditionalRequestConflict' || status === 409) return false;
+      throw this.failure('create', k, err);
+    }
+  }
+
+  async get(key: string): Promise<Buffer | undefined> {
+    const k = this.objectKey(key);
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: k }));
+      if (!out.Body) return Buffer.alloc(0);
+      const bytes = await out.Body.transformToByteArray();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    } catch (err) {
+      const { name, status } = describe(err);
+      if (name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket')) return undefined;
+      throw this.failure('read', k, err);
+    }
+  }
+
+  async list(prefix: string, options: { recursive?: boolean } = {}): Promise<ObjectInfo[]> {
+    const rel = normalizeKey(prefix, this.root);
+    const base = this.prefix ? `${this.prefix}/` : '';
+    const listPrefix = rel ? `${base}${rel}/` : base;
+    const out: ObjectInfo[] = [];
+    let token: string | undefined;
+    do {
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: listPrefix || undefined,
+            Delimiter: options.recursive ? undefined : '/',
+            ContinuationToken: token,
+          }),
+        );
+      } catch (err) {
+        throw this.failure('list', listPrefix, err);
+      }
+      for (const o of page.Contents ?? []) {
+        const key = o.Key;
+        // Keys ending in '/' are "folder" markers made by consoles, not objects LocalStorage could hold.
+        if (key === undefined || !key.startsWith(base) || key.endsWith('/')) continue;
+        out.push({ key: key.slice(base.length), size: o.Size ?? 0, mtimeMs: o.LastModified?.getTime() ?? 0 });
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      if (page.IsTruncated && !token) {
+        throw new StorageError(`list ${this.uri(listPrefix)}: a truncated page without a continuation token`, { retriable: true });
+      }
+    } while (token);
+    // The same order as LocalStorage (UTF-16 code units), whatever order the service returned.
+    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return out;
+  }
+
+  /**
+   * DeleteObjects in batches of 1,000 (quiet: the response lists only failures, each a StorageError).
+   * When a batch request itself fails with a server error after the SDK's retries, its outcome is
+   * unknown, so the batch is deleted again key by key (DeleteObject is idempotent).
+   */
+  async delete(keys: string[]): Promise<void> {
+    const all = [...new Set(keys.map((k) => this.objectKey(k)))];
+    for (let i = 0; i < all.length; i += DELETE_BATCH) {
+      const batch = all.slice(i, i + DELETE_BATCH);
+      let errors;
+      try {
+        const out = await this.client.send(
+          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+        );
+        errors = out.Errors ?? [];
+      } catch (err) {
+        if ((describe(err).status ?? 0) >= 500) {
+          await this.deleteEach(batch);
+          continue;
+        }
+        throw this.failure('delete', batch.length === 1 ? batch[0]! : `${batch[0]} (and ${batch.length - 1} more)`, err);
+      }
+      if (errors.length > 0) {
+        const shown = errors
+          .slice(0, 5)
+          .map((e) => `${this.uri(e.Key ?? '?')}: ${e.Code ?? 'error'} ${e.Message ?? ''}`.trim())
+          .join('; ');
+        const more = errors.length > 5 ? ` (and ${errors.length - 5} more)` : '';
+        const retriable = errors.some((e) => RETRIABLE_CODES.has(e.Code ?? ''));
+        throw new StorageError(`cannot delete ${errors.length} of ${batch.length} objects: ${shown}${more}`, { retriable });
+      }
+    }
+  }
+
+  private async deleteEach(keys: string[]): Promise<void> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < keys.length) {
+        const k = keys[next++]!;
+        try {
+          await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: k }));
+        } catch (err) {
+          throw this.failure('delete', k, err);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(DELETE_FALLBACK_CONCURRENCY, keys.length) }, worker));
+  }
+
+  /** The full object key of `key` under the prefix; refuses keys that leave it or name no object. */
+  private objectKey(key: string): string {
+    const rel = normalizeKey(key, this.root);
+    if (rel === '') throw new StorageError(`key ${JSON.stringify(key)} names the root ${this.root}, not an object`);
+    return this.prefix ? `${this.prefix}/${rel}` : rel;
+  }
+
+  private uri(fullKey: string): string {
+    return `s3://${this.bucket}/${fullKey}`;
+  }
+
+  private failure(op: string, fullKey: string, err: unknown): StorageError {
+    const { name, status } = describe(err);
+    const detail = `${name ?? 'Error'}${status ? ` (HTTP ${status})` : ''}: ${(err as Error)?.message ?? String(err)}`;
+    return new StorageError(`cannot ${op} ${this.uri(fullKey)}: ${detail}`, { retriable: isRetriable(err), cause: err });
+  }
+}
+
+/** Error codes (S3's and the SDK's) that mean "try again later". */
+const RETRIABLE_CODES = new Set([
+  'SlowDown',
+  'Throttling',
+  'ThrottlingException',
+  'ThrottledException',
+  'RequestThrottled',
+  'RequestThrottledException',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'BandwidthLimitExceeded',
+  'InternalError',
+  'ServiceUnavailable',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'TimeoutError',
+]);
+
+/** Node and undici network error codes. */
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ERR_SOCKET_CONNECTION_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+interface SdkErrorShape {
+  name?: string;
+  code?: string;
+  $retryable?: unknown;
+  $metadata?: { httpStatusCode?: number };
+  $response?: { statusCode?: number };
+}
+
+function describe(err: unknown): { name: string | undefined; status: number | undefined } {
+  const e = (err ?? {}) as SdkErrorShape;
+  return { name: e.name, status: e.$metadata?.httpStatusCode ?? e.$response?.statusCode };
+}
+
+function isRetriable(err: unknown): boolean {
+  const e = (err ?? {}) as SdkErrorShape;
+  const { name, status } = describe(err);
+  if (status !== undefined && (status >= 500 || status === 429)) return true;
+  if (e.$retryable) return true;
+  if (name !== undefined && RETRIABLE_CODES.has(name)) return true;
+  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return true;
+  return false;
+}
+
+/**
+ * Resolves `key` against the root like a relative path: empty and '.' segments collapse, '..' pops.
+ * Returns the normalized relative key ('' for the root itself); throws when it would leave the root.
+ */
+function normalizeKey(key: string, root: string): string {
+  if (typeof key !== 'string') throw new StorageError(`key ${JSON.stringify(key)} is not a string`);
+  if (key.startsWith('/')) throw new StorageError(`key ${JSON.stringify(key)} is absolute: outside the storage root ${root}`);
+  const out: string[] = [];
+  for (const seg of key.split('/')) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..') {
+      if (out.length === 0) throw new StorageError(`key ${JSON.stringify(key)} resolves outside the storage root ${root}`);
+      out.pop();
+    } else {
+      out.push(seg);
+    }
+  }
+  return out.join('/');
+}
+
+/** A prefix without surrounding slashes; '.', '..' and empty segments are refused. */
+function normalizePrefix(prefix: string): string {
+  if (typeof prefix !== 'string') badOption('S3 prefix', prefix, 'a string such as lake/prod');
+  const p = prefix.replace(/^\/+|\/+$/g, '');
+  if (p === '') return '';
+  if (p.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    badOption('S3 prefix', prefix, "a key prefix without '.', '..' or empty segments");
+  }
+  return p;
+}
+
+/** S3's naming rules for general purpose buckets (and directory buckets, `name--zone--x-s3`). */
+function validateBucket(bucket: unknown): asserts bucket is string {
+  const rules = '3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit';
+  if (typeof bucket !== 'string' || bucket.length < 3 || bucket.length > 63 || !/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(bucket)) {
+    badOption('S3 bucket name', bucket, rules);
+  }
+  if (bucket.includes('..') || bucket.includes('.-') || bucket.includes('-.')) {
+    badOption('S3 bucket name', bucket, `${rules}, with no '..', '.-' or '-.'`);
+  }
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(bucket)) badOption('S3 bucket name', bucket, 'a name that is not an IP address');
+  if (/^(xn--|sthree-|amzn-s3-demo-)/.test(bucket) || /(-s3alias|--ol-s3|\.mrap)$/.test(bucket)) {
+    badOption('S3 bucket name', bucket, "a name without S3's reserved prefixes (xn--, sthree-, amzn-s3-demo-) and suffixes (-s3alias, --ol-s3, .mrap)");
+  }
+}
