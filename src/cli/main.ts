@@ -3,6 +3,7 @@ import { EXIT, type Io } from './args.ts';
 import { compactCommand } from './commands/compact.ts';
 import { demoCommand } from './commands/demo.ts';
 import { ingestCommand } from './commands/ingest.ts';
+import { jobsCommand } from './commands/jobs.ts';
 import { queryCommand } from './commands/query.ts';
 import { tablesCommand } from './commands/tables.ts';
 
@@ -14,6 +15,7 @@ Commands:
   tables                list tables, columns, partitions and files
   compact json          convert raw JSON history (Segment's S3 layout too) to Parquet
   compact merge         merge small files into target-size ones (safe beside ingest and queries)
+  jobs list|run|schedule  scheduled jobs from jobs/*.ts and tributary.jobs.json
   demo                  generate sample events, ingest them and show the A/B-test results
 
 Common options: --lake DIR (default $TRIBUTARY_LAKE, else ./lake), --config FILE, --help
@@ -26,6 +28,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   tables: tablesCommand,
   demo: demoCommand,
   compact: compactCommand,
+  jobs: jobsCommand,
 };
 
 /** Runs the CLI; returns the exit code. */

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { sampleLines } from '../../src/sample/generate.ts';
+import { cliQuery } from '../support/lake-answers.ts';
+import { runCli, spawnCli, tempDir } from '../support/tmp.ts';
+
+test('jobs from tributary.jobs.json: list, run a backfill and a merge by name, unknown names refused', async () => {
+  const dir = tempDir('jobs');
+  mkdirSync(`${dir}/raw`);
+  writeFileSync(`${dir}/raw/a.ndjson`, [...sampleLines({ count: 3000, seed: 51 })].join('\n'));
+  writeFileSync(
+    `${dir}/tributary.jobs.json`,
+    JSON.stringify({
+      jobs: [
+        { name: 'backfill', kind: 'json', options: { from: './raw', targetFileSize: '8KB' } },
+        { name: 'nightly-merge', kind: 'merge', schedule: '0 3 * * *', options: { grace: '0s' } },
+      ],
+    }),
+  );
+  const list = await runCli(['jobs', 'list'], { cwd: dir });
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, /^backfill\t\(manual\)/m);
+  assert.match(list.stdout, /^nightly-merge\t0 3 \* \* \*\tnext \d{4}-\d\d-\d\dT03:00:00.000Z/m);
+  const b = await runCli(['jobs', 'run', 'backfill'], { cwd: dir });
+  assert.equal(b.code, 0, b.stderr);
+  assert.match(b.stdout, /backfill: read 3000, written 3000/);
+  const m = await runCli(['jobs', 'run', 'nightly-merge'], { cwd: dir });
+  assert.match(m.stdout, /nightly-merge: merged \d+ partitions/);
+  const [n] = await cliQuery(`${dir}/lake`, 'SELECT count(*) AS n FROM tracks');
+  assert.ok((n!.n as number) > 1000);
+  const again = await runCli(['jobs', 'run', 'backfill'], { cwd: dir });
+  assert.match(again.stdout, /written 0, dead letters 0, already there 3000/);
+  const bad = await runCli(['jobs', 'run', 'nope'], { cwd: dir });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /no job named "nope"; defined: backfill, nightly-merge/);
+});
+
+test('two schedulers never run the same job at once', async () => {
+  const dir = tempDir('sched');
+  mkdirSync(`${dir}/jobs`);
+  const log = `${dir}/runs.log`;
+  writeFileSync(
+    `${dir}/jobs/slow.mts`,
+    `import { appendFileSync } from 'node:fs';
+     export default {
+       name: 'slow',
+       schedule: '@every 1s',
+       async run() {
+         const start = Date.now();
+         await new Promise((r) => setTimeout(r, 1300));
+         appendFileSync(${JSON.stringify(log)}, start + ' ' + Date.now() + ' ' + process.pid + '\\n');
+         return 'slept';
+       },
+     };`,
+  );
+  const a = spawnCli(['jobs', 'schedule', '--lake', `${dir}/lake`], { cwd: dir });
+  const b = spawnCli(['jobs', 'schedule', '--lake', `${dir}/lake`], { cwd: dir });
+  let out = '';
+  const exits = [a, b].map((c) => new Promise((r) => c.on('exit', r)));
+  for (const c of [a, b]) {
+    c.stdout!.on('data', (d) => (out += d));
+    c.stderr!.on('data', (d) => (out += d));
+  }
+  await new Promise((r) => setTimeout(r, 7000));
+  a.kill('SIGTERM');
+  b.kill('SIGTERM');
+  assert.deepEqual(await Promise.all(exits), [0, 0]);
+  const runs = readFileSync(log, 'utf8').trim().split('\n').map((l) => l.split(' ').map(Number) as [number, number, number]).sort((x, y) => x[0] - y[0]);
+  assert.ok(runs.length >= 3, `the job ran several times (${runs.length}): ${out}`);
+  for (let i = 1; i < runs.length; i++) assert.ok(runs[i]![0] >= runs[i - 1]![1], `runs ${i - 1} and ${i} overlap`);
+  assert.match(out, /slow: skipped, job slow is running elsewhere/);
+});
