@@ -13,7 +13,7 @@ import { SUB_POSITION_BITS, eventPosition, type RecordBatch, type Source } from 
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, type DuckDBOptions } from '../writer/duckdb.ts';
 import { writeParquet, type Compression } from '../writer/parquet-file.ts';
-import { SpoolBuffer } from '../writer/spool.ts';
+import { SpoolBuffer, type LiveSnapshot, type LiveSpool } from '../writer/spool.ts';
 import { DeadLetterSink } from './dead-letters.ts';
 import { DecodePool } from './decode-pool.ts';
 import type { EncodedBatch, EncoderConfig, EncoderInput } from './encoder.ts';
@@ -144,12 +144,29 @@ export class Ingestor {
     this.layouts = new Map(EVENT_TYPES.map((t) => [t, tableLayout(t, this.opts.tables[t], this.opts.partitionBy)]));
   }
 
+  private current: IngestRun | null = null;
+
   /** Reads `source` to its end (or until aborted), committing everything read. */
   async run(source: Source): Promise<IngestStats> {
     const run = new IngestRun(this.storage, this.catalog, this.opts, this.raw, this.layouts, source);
-    return run.execute();
+    this.current = run;
+    try {
+      return await run.execute();
+    } finally {
+      this.current = null;
+    }
+  }
+
+  /**
+   * Runs `fn` on a consistent snapshot: the live (not yet committed) rows it is given, and the
+   * committed files it lists, with no commit in between (DESIGN §5.4). No run: no live rows.
+   */
+  snapshot<T>(fn: (live: LiveSnapshot) => Promise<T>): Promise<T> {
+    return this.current === null ? fn({ spools: [], tables: [...this.layouts.values()].map((l) => l.def) }) : this.current.snapshot(fn);
   }
 }
+
+export type { LiveSnapshot, LiveSpool };
 
 /** The state of one run; separate from Ingestor so an Ingestor can be reused. */
 class IngestRun {
@@ -171,6 +188,8 @@ class IngestRun {
   private pool!: DecodePool;
   private readonly guard: PartitionGuard;
   private deadLetters!: DeadLetterSink;
+  /** Serializes a commit's visibility step with live snapshots. */
+  private visibility: Promise<void> = Promise.resolve();
   /** Serializes apply() and the timer's tick(): both change the open buffers. */
   private exclusive: Promise<void> = Promise.resolve();
 
@@ -338,6 +357,34 @@ class IngestRun {
     if (lastRecord !== undefined) this.lastRead.set(shard, eventPosition(lastRecord, MAX_SUB));
   }
 
+  private visible<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.visibility.then(fn);
+    this.visibility = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /**
+   * Runs `fn` with the rows not yet committed (open and being-written spools) while no commit and no
+   * append happens: together with the committed files listed inside `fn`, one consistent snapshot.
+   */
+  snapshot<T>(fn: (live: LiveSnapshot) => Promise<T>): Promise<T> {
+    return this.serial(() =>
+      this.visible(async () => {
+        const spools: LiveSpool[] = [];
+        for (const buf of [...this.open.values(), ...this.writing]) {
+          if (buf.rows === 0) continue;
+          buf.flushToDisk();
+          const layout = [...this.layouts.values()].find((l) => l.table === buf.table)!;
+          spools.push({ table: buf.table, type: layout.type, def: layout.def, path: buf.path, rows: buf.rows });
+        }
+        return fn({ spools, tables: [...this.layouts.values()].map((l) => l.def) });
+      }),
+    );
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.exclusive.then(fn);
     this.exclusive = run.then(
@@ -440,11 +487,15 @@ class IngestRun {
       await this.catalog.addPartitions(layout.table, [{ values, location: `${layout.table}/${partitionPath(buf.partition)}` }]);
     }
     // Under the partition guard, and with the location read afresh: compaction may have moved it.
-    await this.guard.write(layout.table, pk, async () => {
-      const part = (await this.catalog.getPartitions(layout.table)).find((p) => partitionKey(p.values) === pk);
-      if (part === undefined) throw new TributaryError(`partition ${pk} of ${layout.table} vanished right after it was registered`, { retriable: true });
-      rec.partitions.set(pk, part);
-      await this.storage.putFile(`${part.location}/${dataFileName(this.source.name, buf.ranges)}`, localParquet);
+    // The file becomes visible and its rows leave the live set in one step for live queries.
+    await this.visible(async () => {
+      await this.guard.write(layout.table, pk, async () => {
+        const part = (await this.catalog.getPartitions(layout.table)).find((p) => partitionKey(p.values) === pk);
+        if (part === undefined) throw new TributaryError(`partition ${pk} of ${layout.table} vanished right after it was registered`, { retriable: true });
+        rec.partitions.set(pk, part);
+        await this.storage.putFile(`${part.location}/${dataFileName(this.source.name, buf.ranges)}`, localParquet);
+      });
+      this.writing.delete(buf);
     });
     const marks = buf.committedMarks;
     for (const [shard, r] of buf.ranges) if ((marks.get(shard) ?? -1n) < r.last) marks.set(shard, r.last);
@@ -452,7 +503,6 @@ class IngestRun {
     this.stats.written += buf.rows;
     this.stats.files++;
     this.stats.bytes += bytes;
-    this.writing.delete(buf);
     await buf.discard();
     await this.checkpoint();
   }

@@ -8,6 +8,9 @@ import { QueryError, StorageError } from '../errors.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
+import { spoolSelectSql } from '../writer/parquet-file.ts';
+import { columnsFor } from '../events/schema.ts';
+import type { LiveSnapshot, LiveSpool, SnapshotSource } from '../writer/spool.ts';
 
 /** The directory of views shipped with Tributary. */
 export const BUILTIN_VIEWS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../views');
@@ -25,6 +28,8 @@ export interface LakeQueryOptions {
   viewDirs?: string[];
   /** Include the built-in views (views/*.sql). Default true. */
   builtinViews?: boolean;
+  /** Rows not committed yet, from the same snapshot (Ingestor.snapshot): unioned into their tables. */
+  live?: LiveSnapshot;
   duckdb?: DuckDBOptions;
 }
 
@@ -49,7 +54,12 @@ export class LakeQuery {
   static async open(storage: Storage, catalog: Catalog, options: LakeQueryOptions = {}): Promise<LakeQuery> {
     const { instance, conn } = await openDuckDB(options.duckdb);
     const tables = await catalog.listTables();
-    for (const t of tables) await conn.run(await tableViewSql(storage, catalog, t));
+    const spools = options.live?.spools ?? [];
+    for (const def of [...spools.map((sp) => sp.def), ...(options.live?.tables ?? [])]) {
+      if (!tables.some((t) => t.name === def.name)) tables.push(def); // not committed yet
+    }
+    tables.sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const t of tables) await conn.run(await tableViewSql(storage, catalog, t, spools.filter((sp) => sp.table === t.name)));
     const views: { name: string; error?: string }[] = [];
     const dirs = [...(options.builtinViews === false ? [] : [BUILTIN_VIEWS_DIR]), ...(options.viewDirs ?? [])];
     for (const dir of dirs) {
@@ -107,8 +117,20 @@ export class LakeQuery {
   }
 }
 
-/** The CREATE VIEW statement for a table over its committed files. */
-export async function tableViewSql(storage: Storage, catalog: Catalog, t: TableDef): Promise<string> {
+/** The CREATE VIEW statement for a table over its committed files (and its live spools, if any). */
+export async function tableViewSql(storage: Storage, catalog: Catalog, t: TableDef, live: LiveSpool[] = []): Promise<string> {
+  const committed = await committedSelectSql(storage, catalog, t);
+  if (live.length === 0) return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${committed}`;
+  // Live rows: the spools read as the writer will write them, partition columns computed as the router does.
+  const extra = t.partitionKeys
+    .filter((k) => k.name === 'dt' || k.name === 'hour')
+    .map((k) => (k.name === 'dt' ? `CAST(epoch_ms(r) AS DATE) AS "dt"` : `strftime(epoch_ms(r), '%H') AS "hour"`));
+  const liveSql = spoolSelectSql(live.map((l) => l.path), columnsFor(live[0]!.type), extra);
+  return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS (${committed}) UNION ALL BY NAME (${liveSql})`;
+}
+
+/** SELECT over a table's committed files (an empty, typed SELECT when it has none). */
+async function committedSelectSql(storage: Storage, catalog: Catalog, t: TableDef): Promise<string> {
   const files = await listCommittedFiles(storage, catalog, t.name);
   const hiveTypes = t.partitionKeys
     .map((k) => `${sqlIdent(k.name)}: ${sqlString(PARTITION_FIELDS[k.name as PartitionField]?.duckType ?? 'VARCHAR')}`)
@@ -118,7 +140,7 @@ export async function tableViewSql(storage: Storage, catalog: Catalog, t: TableD
       const duck = PARTITION_FIELDS[c.name as PartitionField] && t.partitionKeys.includes(c) ? PARTITION_FIELDS[c.name as PartitionField].duckType : GLUE_TO_DUCK[c.type] ?? 'VARCHAR';
       return `CAST(NULL AS ${duck}) AS ${sqlIdent(c.name)}`;
     });
-    return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS SELECT ${cols.join(', ')} WHERE false`;
+    return `SELECT ${cols.join(', ')} WHERE false`;
   }
   const paths = files.map((f) => {
     const p = storage.localPath(f.key);
@@ -126,7 +148,7 @@ export async function tableViewSql(storage: Storage, catalog: Catalog, t: TableD
     return sqlString(p);
   });
   const hive = t.partitionKeys.length > 0 ? `, hive_partitioning=true, hive_types={${hiveTypes}}` : ', hive_partitioning=false';
-  return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS SELECT * FROM read_parquet([${paths.join(', ')}]${hive}, union_by_name=true)`;
+  return `SELECT * FROM read_parquet([${paths.join(', ')}]${hive}, union_by_name=true)`;
 }
 
 function jsonValue(v: unknown, type: string): unknown {
@@ -135,4 +157,19 @@ function jsonValue(v: unknown, type: string): unknown {
     return Number.isSafeInteger(n) ? n : v;
   }
   return v;
+}
+
+/**
+ * One query over committed files ∪ live rows, from one snapshot (DESIGN §5.4): no row is counted
+ * twice or missed at the flush boundary, whatever the writer is doing.
+ */
+export async function queryLive(storage: Storage, catalog: Catalog, writer: SnapshotSource, sql: string, options: LakeQueryOptions = {}): Promise<QueryResult> {
+  return writer.snapshot(async (live) => {
+    const q = await LakeQuery.open(storage, catalog, { ...options, live });
+    try {
+      return await q.query(sql);
+    } finally {
+      q.close();
+    }
+  });
 }

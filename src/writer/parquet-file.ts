@@ -27,20 +27,25 @@ export interface ParquetWrite {
 /** Rows per Parquet row group: DuckDB's default, a good size for Athena's split planning. */
 const ROW_GROUP_SIZE = 122_880;
 
+/** A SELECT of `columns` over spool files: how rows leave the spool, for files and for live queries alike. */
+export function spoolSelectSql(spoolPaths: string[], columns: ColumnDef[], extra: string[] = []): string {
+  const source =
+    `read_json([${spoolPaths.map(sqlString).join(', ')}], format='newline_delimited', maximum_object_size=4194304, ` +
+    `columns={m: 'VARCHAR', r: 'BIGINT', t: 'BIGINT', o: 'BIGINT', s: 'BIGINT', e: ${sqlString(RAW_EVENT_STRUCT)}})`;
+  const rows = `(SELECT *, json_extract_string(e.context, [${CONTEXT_PATHS.map(sqlString).join(', ')}]) AS ctx FROM ${source})`;
+  const select = [...columns.map((c) => `${c.sql} AS ${sqlIdent(c.name)}`), ...extra].join(', ');
+  return `SELECT ${select} FROM ${rows}`;
+}
+
 /** Converts a spool file to one Parquet file with DuckDB; returns the file's size in bytes. */
 export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Promise<number> {
   const names = new Set(w.columns.map((c) => c.name));
-  const select = w.columns.map((c) => `${c.sql} AS ${sqlIdent(c.name)}`).join(', ');
   const order = w.sortBy.filter((c) => names.has(c)).map(sqlIdent).join(', ');
   const kv = Object.entries(w.metadata)
     .map(([k, v]) => `${sqlIdent(k)}: ${sqlString(v)}`)
     .join(', ');
-  const source =
-    `read_json(${sqlString(w.spoolPath)}, format='newline_delimited', maximum_object_size=4194304, ` +
-    `columns={m: 'VARCHAR', r: 'BIGINT', t: 'BIGINT', o: 'BIGINT', s: 'BIGINT', e: ${sqlString(RAW_EVENT_STRUCT)}})`;
-  const rows = `(SELECT *, json_extract_string(e.context, [${CONTEXT_PATHS.map(sqlString).join(', ')}]) AS ctx FROM ${source})`;
   const sql =
-    `COPY (SELECT ${select} FROM ${rows}${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(w.outPath)} ` +
+    `COPY (${spoolSelectSql([w.spoolPath], w.columns)}${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(w.outPath)} ` +
     `(FORMAT parquet, COMPRESSION ${w.compression}, ROW_GROUP_SIZE ${ROW_GROUP_SIZE}${kv ? `, KV_METADATA {${kv}}` : ''})`;
   let written: number;
   try {

@@ -1,4 +1,28 @@
 import { promises as fsp, openSync, writeSync, closeSync } from 'node:fs';
+import type { TableDef } from '../catalog/catalog.ts';
+import type { EventType } from '../events/schema.ts';
+
+/** One spool of rows not committed yet, as a live query reads it. */
+export interface LiveSpool {
+  table: string;
+  type: EventType;
+  def: TableDef;
+  path: string;
+  rows: number;
+}
+
+/** The rows a writer holds that are not in committed files yet. */
+export interface LiveSnapshot {
+  spools: LiveSpool[];
+  /** Every table the writer can write (queries see them, empty, before their first row). */
+  tables: TableDef[];
+}
+
+/** Something that can hand out consistent snapshots (the Ingestor). */
+export interface SnapshotSource {
+  /** Runs `fn` with the live rows while nothing is committed or appended. */
+  snapshot<T>(fn: (live: LiveSnapshot) => Promise<T>): Promise<T>;
+}
 
 /** The inclusive range of positions of one shard held by a file. */
 export interface PositionRange {
@@ -56,6 +80,11 @@ export class SpoolBuffer {
     if (r === undefined) this.ranges.set(shard, { first, last });
     else r.last = last;
     if (this.pendingBytes >= WRITE_CHUNK_BYTES) this.drain();
+  }
+
+  /** Writes what is buffered to the spool file (so a live query can read every row appended so far). */
+  flushToDisk(): void {
+    if (this.fd >= 0) this.drain();
   }
 
   private drain(): void {
