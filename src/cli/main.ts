@@ -2,6 +2,7 @@ import { ConfigError, TributaryError } from '../errors.ts';
 import { EXIT, type Io } from './args.ts';
 import { compactCommand } from './commands/compact.ts';
 import { demoCommand } from './commands/demo.ts';
+import { devCommand } from './commands/dev.ts';
 import { ingestCommand } from './commands/ingest.ts';
 import { jobsCommand } from './commands/jobs.ts';
 import { queryCommand } from './commands/query.ts';
@@ -16,6 +17,7 @@ Commands:
   compact json          convert raw JSON history (Segment's S3 layout too) to Parquet
   compact merge         merge small files into target-size ones (safe beside ingest and queries)
   jobs list|run|schedule  scheduled jobs from jobs/*.ts and tributary.jobs.json
+  dev                   collector + local log + consumer + live queries in one process
   demo                  generate sample events, ingest them and show the A/B-test results
 
 Common options: --lake DIR (default $TRIBUTARY_LAKE, else ./lake), --config FILE, --help
@@ -29,6 +31,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   demo: demoCommand,
   compact: compactCommand,
   jobs: jobsCommand,
+  dev: devCommand,
 };
 
 /** Runs the CLI; returns the exit code. */

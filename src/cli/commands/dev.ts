@@ -1,0 +1,107 @@
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { createCollector } from '../../collector/collector.ts';
+import { ConfigError } from '../../errors.ts';
+import { Ingestor } from '../../ingest/ingestor.ts';
+import { openLocalLake } from '../../lake.ts';
+import { queryHandler } from '../../query/query-endpoint.ts';
+import { LocalLog, LocalLogSource } from '../../source/local-log.ts';
+import { parseDuration, parseSize } from '../../units.ts';
+import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
+
+export const DEV_HELP = `tributary dev --write-key KEY [--lake DIR] [--port 8088] [--host 127.0.0.1]
+
+A whole real-time stack in one process: a Segment-compatible collector (POST /v1/batch, /v1/track,
+... with the write key as HTTP Basic user) appending to a local log in <lake>/_tributary/log, a
+consumer writing the log into the lake, and live SQL over committed files ∪ rows not flushed yet
+(POST /v1/query; use tributary query --live http://HOST:PORT). SIGINT/SIGTERM: stop taking
+events, flush, commit, exit 0.
+
+  --write-key KEY          required (or $TRIBUTARY_WRITE_KEY)
+  --max-file-age DURATION  --target-file-size SIZE  --partition-by FIELDS   as for ingest
+  --views DIR              extra .sql views for queries
+`;
+
+export async function devCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    ...LAKE_OPTIONS,
+    port: { type: 'string' },
+    host: { type: 'string' },
+    'write-key': { type: 'string' },
+    'max-file-age': { type: 'string' },
+    'target-file-size': { type: 'string' },
+    'partition-by': { type: 'string' },
+    views: { type: 'string', multiple: true },
+  });
+  if (values.help) {
+    io.stdout.write(DEV_HELP);
+    return EXIT.ok;
+  }
+  if (positionals.length > 0) throw new ConfigError(`dev: unexpected argument ${JSON.stringify(positionals[0])}`);
+  const writeKey = values['write-key'] ?? (io.env.TRIBUTARY_WRITE_KEY || undefined);
+  if (writeKey === undefined) throw new ConfigError('dev: --write-key is required (the key Segment clients send as HTTP Basic user name)');
+  const port = Number(values.port ?? 8088);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--port: ${JSON.stringify(values.port)} is not a port number (0–65535)`);
+  const host = values.host ?? '127.0.0.1';
+  const { config, lake } = await lakeSettings(values, io);
+  const lakeDir = path.resolve(io.cwd, lake);
+  const { storage, catalog } = openLocalLake(lakeDir);
+  const logDir = path.join(lakeDir, '_tributary', 'log');
+  const log = await LocalLog.open(logDir);
+  const ac = new AbortController();
+  const ingestor = new Ingestor(storage, catalog, {
+    targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
+    maxFileAgeMs: parseDuration('--max-file-age', values['max-file-age'] ?? config.maxFileAge ?? '15m'),
+    partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
+    compression: config.compression,
+    tables: config.tables,
+    signal: ac.signal,
+  });
+  const consuming = ingestor.run(new LocalLogSource(logDir, { log, signal: ac.signal }));
+  consuming.catch(() => undefined); // reported below
+  const collector = createCollector({ log, writeKeys: [writeKey] });
+  const viewDirs = [...(config.views ?? []), ...(values.views ?? [])].map((d) => path.resolve(io.cwd, d));
+  const onQuery = queryHandler(storage, catalog, ingestor, [writeKey], { viewDirs });
+  const server = http.createServer((req, res) => {
+    if ((req.url ?? '').split('?')[0] === '/v1/query') void onQuery(req, res);
+    else collector.server.emit('request', req, res);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new ConfigError(`cannot listen on ${host}:${port}: ${err.message}`, { cause: err })));
+    server.listen(port, host, resolve);
+  });
+  const addr = server.address() as { port: number };
+  const url = `http://${host}:${addr.port}`;
+  io.stdout.write(
+    `tributary dev: collector and live queries on ${url} (lake ${lakeDir})\n` +
+      `  send:  point a Segment client at ${url} with write key ${JSON.stringify(writeKey)}\n` +
+      `  query: npx tributary query --live ${url} --write-key ${JSON.stringify(writeKey)} "SELECT * FROM experiment_results"\n`,
+  );
+  let stopping = false;
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => {
+      if (stopping) process.exit(130);
+      stopping = true;
+      io.stdout.write('tributary dev: stopping — flushing and committing (signal again to abort)\n');
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    consuming.then(
+      () => undefined,
+      () => resolve(),
+    );
+  });
+  await stopped;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  await collector.close();
+  ac.abort();
+  try {
+    const stats = await consuming;
+    io.stdout.write(`tributary dev: stopped; ${stats.written} events written in ${stats.files} files, ${stats.deadLettered} dead letters\n`);
+  } finally {
+    await log.close();
+  }
+  return EXIT.ok;
+}
