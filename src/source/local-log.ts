@@ -180,7 +180,8 @@ export class LocalLogSource implements Source {
   readonly name = 'log';
   private readonly dir: string;
   private readonly log: LocalLog | null;
-  private readonly follow: boolean;
+  private follow: boolean;
+  private wake: (() => void) | null = null;
   private readonly signal: AbortSignal | undefined;
   private readonly pollMs: number;
   private readBytes = 0;
@@ -200,6 +201,12 @@ export class LocalLogSource implements Source {
 
   progress(): { bytes: number; totalBytes: number | null } {
     return { bytes: this.readBytes, totalBytes: null };
+  }
+
+  /** Stops following: the source reads to the log's current end and then ends (a graceful stop drains the log). */
+  finish(): void {
+    this.follow = false;
+    this.wake?.();
   }
 
   /** The saved checkpoint: every record at or before it is committed. */
@@ -289,12 +296,14 @@ export class LocalLogSource implements Source {
   private waitForAppend(): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
+        this.wake = null;
         clearTimeout(t);
         this.log?.events.off('append', done);
         this.signal?.removeEventListener('abort', done);
         resolve();
       };
       const t = setTimeout(done, this.pollMs);
+      this.wake = done;
       this.log?.events.once('append', done);
       this.signal?.addEventListener('abort', done, { once: true });
     });

@@ -57,7 +57,8 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
     tables: config.tables,
     signal: ac.signal,
   });
-  const consuming = ingestor.run(new LocalLogSource(logDir, { log, signal: ac.signal }));
+  const source = new LocalLogSource(logDir, { log, signal: ac.signal });
+  const consuming = ingestor.run(source);
   consuming.catch(() => undefined); // reported below
   const collector = createCollector({ log, writeKeys: [writeKey] });
   const viewDirs = [...(config.views ?? []), ...(values.views ?? [])].map((d) => path.resolve(io.cwd, d));
@@ -96,7 +97,10 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeAllConnections();
   await collector.close();
-  ac.abort();
+  // Drain: everything acknowledged goes into the lake before we exit (a second signal aborts).
+  source.finish();
+  process.once('SIGINT', () => ac.abort());
+  process.once('SIGTERM', () => ac.abort());
   try {
     const stats = await consuming;
     io.stdout.write(`tributary dev: stopped; ${stats.written} events written in ${stats.files} files, ${stats.deadLettered} dead letters\n`);
