@@ -3,8 +3,10 @@ import { ConfigError, badOption } from './errors.ts';
 
 /** The settings a `tributary.config.json` may hold (CLI flags override them). */
 export interface FileConfig {
-  /** Lake directory. */
+  /** Lake directory, or s3://bucket/prefix. */
   lake?: string;
+  /** embedded (default), embedded:<database> or glue:<database>. */
+  catalog?: string;
   /** e.g. "512MB". */
   targetFileSize?: string | number;
   /** e.g. "15m". */
@@ -19,7 +21,7 @@ export interface FileConfig {
   views?: string[];
 }
 
-const KEYS = new Set(['lake', 'targetFileSize', 'maxFileAge', 'partitionBy', 'compression', 'tables', 'maxOpenPartitions', 'views', '$schema']);
+const KEYS = new Set(['lake', 'catalog', 'targetFileSize', 'maxFileAge', 'partitionBy', 'compression', 'tables', 'maxOpenPartitions', 'views', '$schema']);
 
 /** Reads the config file at `path`; a missing default file is an empty config, a missing explicit one an error. */
 export async function loadConfig(path: string, explicit: boolean): Promise<FileConfig> {

@@ -1,6 +1,10 @@
+import * as path from 'node:path';
 import type { Catalog } from './catalog/catalog.ts';
 import { EmbeddedCatalog } from './catalog/embedded-catalog.ts';
+import { GlueCatalog } from './catalog/glue-catalog.ts';
+import { ConfigError } from './errors.ts';
 import { LocalStorage } from './storage/local-storage.ts';
+import { S3Storage, parseS3Uri } from './storage/s3-storage.ts';
 import type { Storage } from './storage/storage.ts';
 
 /** A lake: where files live and the catalog that says which are committed. */
@@ -13,4 +17,32 @@ export interface Lake {
 export function openLocalLake(dir: string, database = 'tributary'): Lake {
   const storage = new LocalStorage(dir);
   return { storage, catalog: new EmbeddedCatalog(storage, database) };
+}
+
+/**
+ * Opens a lake from a location — a local directory, or `s3://bucket/prefix` — and a catalog spec:
+ * `embedded` (default; `embedded:<database>`) or `glue:<database>`. AWS settings come from the usual
+ * sources (credential chain, AWS_REGION, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_GLUE);
+ * with a custom S3 endpoint, path-style addressing is used (local S3-API servers need it).
+ */
+export function openLake(location: string, options: { catalog?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Lake {
+  const env = options.env ?? process.env;
+  let storage: Storage;
+  if (/^s3:\/\//i.test(location)) {
+    const { bucket, prefix } = parseS3Uri(location);
+    const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
+    storage = new S3Storage({ bucket, prefix, endpoint, forcePathStyle: endpoint !== undefined || env.TRIBUTARY_S3_PATH_STYLE === '1' ? true : undefined });
+  } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
+    throw new ConfigError(`--lake ${location}: expected a local directory or s3://bucket/prefix`);
+  } else {
+    storage = new LocalStorage(path.resolve(options.cwd ?? process.cwd(), location));
+  }
+  const spec = options.catalog ?? 'embedded';
+  const m = /^(embedded|glue)(?::(.+))?$/.exec(spec);
+  if (m === null) throw new ConfigError(`--catalog ${JSON.stringify(spec)}: expected embedded, embedded:<database> or glue:<database>`);
+  const database = m[2] ?? 'tributary';
+  if (m[1] === 'embedded') return { storage, catalog: new EmbeddedCatalog(storage, database) };
+  if (!storage.root.startsWith('s3://')) throw new ConfigError(`--catalog ${spec}: a Glue catalog needs the lake on S3 (--lake s3://bucket/prefix), not ${storage.root}`);
+  const endpoint = env.AWS_ENDPOINT_URL_GLUE || env.AWS_ENDPOINT_URL || undefined;
+  return { storage, catalog: new GlueCatalog({ database, locationRoot: storage.root, endpoint }) };
 }

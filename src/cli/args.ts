@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig, type FileConfig } from '../config.ts';
 import { ConfigError } from '../errors.ts';
+import { openLake, type Lake } from '../lake.ts';
 
 /** Exit codes of every command. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
@@ -19,6 +20,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 /** Options every lake command takes. */
 export const LAKE_OPTIONS = {
   lake: { type: 'string' },
+  catalog: { type: 'string' },
   config: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies Options;
@@ -33,10 +35,11 @@ export function parse<O extends Options>(argv: string[], options: O) {
 }
 
 /** The config file (`--config`, else ./tributary.config.json if present) and the lake directory it resolves to. */
-export async function lakeSettings(values: { lake?: string; config?: string }, io: Io): Promise<{ config: FileConfig; lake: string }> {
+export async function lakeSettings(values: { lake?: string; config?: string; catalog?: string }, io: Io): Promise<{ config: FileConfig; lake: string; open: () => Lake }> {
   const explicit = values.config !== undefined;
   const config = await loadConfig(values.config ?? `${io.cwd}/tributary.config.json`, explicit);
   const lake = values.lake ?? (io.env.TRIBUTARY_LAKE || undefined) ?? config.lake ?? './lake';
   if (lake.length === 0) throw new ConfigError('--lake: an empty path is not a lake directory');
-  return { config, lake };
+  const catalog = values.catalog ?? config.catalog;
+  return { config, lake, open: () => openLake(lake, { catalog, cwd: io.cwd, env: io.env }) };
 }

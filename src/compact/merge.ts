@@ -6,7 +6,8 @@ import { isConflict, partitionKey, type Catalog, type PartitionDef, type TableDe
 import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
 import { PartitionGuard } from '../catalog/partition-guard.ts';
 import { EVENT_TYPES, sortColumnsFor, type EventType } from '../events/schema.ts';
-import { StorageError, WriterError, badOption } from '../errors.ts';
+import { WriterError, badOption } from '../errors.ts';
+import { FileCache } from '../storage/file-cache.ts';
 import { RANGES_METADATA_KEY } from '../ingest/file-names.ts';
 import type { RangesMeta } from '../ingest/recovery.ts';
 import { partitionPath } from '../partition/hive-path.ts';
@@ -162,10 +163,9 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
     return result;
   }
   const guard = new PartitionGuard(storage);
-  const spool = await fsp.mkdtemp(path.join(storage.localPath('_tributary/spool') ?? os.tmpdir(), `merge-${process.pid}-`)).catch(async () => {
-    await fsp.mkdir(storage.localPath('_tributary/spool') ?? os.tmpdir(), { recursive: true });
-    return fsp.mkdtemp(path.join(storage.localPath('_tributary/spool') ?? os.tmpdir(), `merge-${process.pid}-`));
-  });
+  const spoolBase = storage.localPath('_tributary/spool') ?? path.join(os.tmpdir(), 'tributary-spool');
+  await fsp.mkdir(spoolBase, { recursive: true });
+  const spool = await fsp.mkdtemp(path.join(spoolBase, `merge-${process.pid}-`));
   const { instance, conn } = await openDuckDB({ tempDirectory: path.join(spool, 'duckdb'), ...options.duckdb });
   const totalBytes = plans.reduce((a, p) => a + p.inputBytes, 0);
   let bytesDone = 0;
@@ -191,7 +191,7 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
           for (const bin of plan.bins) {
             const name = `m+${createHash('sha256').update(bin.map((f) => f.key.slice(f.key.lastIndexOf('/') + 1)).sort().join('\n')).digest('hex').slice(0, 32)}.parquet`;
             const local = path.join(spool, name);
-            result.bytesOut += await mergeFiles(conn, storage, t, bin.map((f) => f.key), local, o.compression);
+            result.bytesOut += await mergeFiles(conn, storage, t, bin, local, o.compression);
             await storage.putFile(`${gen}/${name}`, local);
             written.push(`${gen}/${name}`);
           }
@@ -233,12 +233,9 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
 }
 
 /** Writes one sorted file holding every row of `keys`; checks the row count; returns its size. */
-async function mergeFiles(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], storage: Storage, t: TableDef, keys: string[], outPath: string, compression: Compression): Promise<number> {
-  const paths = keys.map((k) => {
-    const p = storage.localPath(k);
-    if (p === undefined) throw new StorageError(`merge needs local files; ${storage.root} is remote (S3 merge goes through the file cache, not built yet)`);
-    return p;
-  });
+async function mergeFiles(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], storage: Storage, t: TableDef, inputs: Array<{ key: string; size: number }>, outPath: string, compression: Compression): Promise<number> {
+  const keys = inputs.map((f) => f.key);
+  const paths = await new FileCache(storage).paths(inputs);
   const list = `[${paths.map(sqlString).join(', ')}]`;
   const meta = await conn.runAndReadAll(`SELECT sum(num_rows)::BIGINT FROM parquet_file_metadata(${list})`);
   const expected = Number(meta.getRows()[0]![0]);

@@ -1,6 +1,7 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { partitionKey, type Catalog, type PartitionDef } from '../catalog/catalog.ts';
 import { listCommittedFiles } from '../catalog/files.ts';
+import { FileCache } from '../storage/file-cache.ts';
 import type { Storage } from '../storage/storage.ts';
 import { sqlString } from '../writer/duckdb.ts';
 import { RANGES_METADATA_KEY, parseDataFileName } from './file-names.ts';
@@ -36,6 +37,7 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
   const partitions = new Map(parts.map((p) => [partitionKey(p.values), p]));
   const marks: PartitionMarks = new Map();
   const footers: Array<{ path: string; part: string }> = [];
+  const cache = new FileCache(storage);
   for (const f of await listCommittedFiles(storage, catalog, table, parts)) {
     const name = f.key.slice(f.key.lastIndexOf('/') + 1);
     const part = partitionKey(f.partition.values);
@@ -44,8 +46,7 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
       if (parsed.source === source) raise(marks, part, parsed.shard, parsed.last);
       continue;
     }
-    const local = storage.localPath(f.key);
-    if (local !== undefined) footers.push({ path: local, part });
+    footers.push({ path: await cache.path(f.key, f.size), part });
   }
   const byPath = new Map(footers.map((f) => [f.path, f.part]));
   for (let i = 0; i < footers.length; i += 500) {

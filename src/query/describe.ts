@@ -1,5 +1,6 @@
 import type { Catalog, CatalogColumn } from '../catalog/catalog.ts';
 import { listCommittedFiles } from '../catalog/files.ts';
+import { FileCache } from '../storage/file-cache.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlString } from '../writer/duckdb.ts';
 
@@ -27,12 +28,14 @@ export async function describeLake(storage: Storage, catalog: Catalog): Promise<
   const tables = await catalog.listTables();
   const out: TableInfo[] = [];
   const { instance, conn } = await openDuckDB({ memoryLimit: '256MB' });
+  const cache = new FileCache(storage);
   try {
     for (const t of tables) {
       const parts = await catalog.getPartitions(t.name);
       const files = await listCommittedFiles(storage, catalog, t.name, parts);
       const rowsByPath = new Map<string, number>();
-      const local = files.map((f) => storage.localPath(f.key)).filter((p): p is string => p !== undefined);
+      const local = await cache.paths(files);
+      const localOf = new Map(files.map((f, i) => [f.key, local[i]!]));
       for (let i = 0; i < local.length; i += 500) {
         const list = local.slice(i, i + 500).map(sqlString).join(', ');
         const res = await conn.runAndReadAll(`SELECT file_name, num_rows FROM parquet_file_metadata([${list}])`);
@@ -42,7 +45,7 @@ export async function describeLake(storage: Storage, catalog: Catalog): Promise<
       for (const p of parts) {
         const pf = files
           .filter((f) => f.partition === p)
-          .map((f) => ({ path: f.key, rows: rowsByPath.get(storage.localPath(f.key) ?? '') ?? 0, bytes: f.size }));
+          .map((f) => ({ path: f.key, rows: rowsByPath.get(localOf.get(f.key)!) ?? 0, bytes: f.size }));
         info.partitions.push({ values: p.values, location: p.location, files: pf });
         for (const f of pf) {
           info.rows += f.rows;

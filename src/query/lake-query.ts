@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Catalog, TableDef } from '../catalog/catalog.ts';
 import { listCommittedFiles } from '../catalog/files.ts';
-import { QueryError, StorageError } from '../errors.ts';
+import { QueryError } from '../errors.ts';
+import { FileCache } from '../storage/file-cache.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
@@ -142,11 +143,7 @@ async function committedSelectSql(storage: Storage, catalog: Catalog, t: TableDe
     });
     return `SELECT ${cols.join(', ')} WHERE false`;
   }
-  const paths = files.map((f) => {
-    const p = storage.localPath(f.key);
-    if (p === undefined) throw new StorageError(`cannot query ${storage.root}: files must be local for DuckDB (S3 lakes need the file cache)`);
-    return sqlString(p);
-  });
+  const paths = (await new FileCache(storage).paths(files)).map(sqlString);
   const hive = t.partitionKeys.length > 0 ? `, hive_partitioning=true, hive_types={${hiveTypes}}` : ', hive_partitioning=false';
   return `SELECT * FROM read_parquet([${paths.join(', ')}]${hive}, union_by_name=true)`;
 }

@@ -2,16 +2,18 @@ import { runCli } from './tmp.ts';
 import type { Expected } from './ground-truth.ts';
 
 /** Runs SQL through the real CLI and returns the rows as objects. */
-export async function cliQuery(lake: string, sql: string): Promise<Record<string, unknown>[]> {
-  const r = await runCli(['query', '--lake', lake, '--format', 'json', sql]);
+export async function cliQuery(lake: string, sql: string, env?: NodeJS.ProcessEnv, extra: string[] = []): Promise<Record<string, unknown>[]> {
+  const r = await runCli(['query', '--lake', lake, ...extra, '--format', 'json', sql], { env });
   if (r.code !== 0) throw new Error(`query failed (${r.code}): ${r.stderr}\nSQL: ${sql}`);
   return JSON.parse(r.stdout) as Record<string, unknown>[];
 }
 
+const cliQueryWith = cliQuery;
 const TABLES = ['tracks', 'identifies', 'pages', 'screens', 'groups', 'aliases'];
 
 /** The same answers as Expected, asked of the lake. */
-export async function lakeAnswers(lake: string): Promise<Omit<Expected, 'invalid' | 'valid'> & { total: number; distinctIds: number }> {
+export async function lakeAnswers(lake: string, env?: NodeJS.ProcessEnv, extra: string[] = []): Promise<Omit<Expected, 'invalid' | 'valid'> & { total: number; distinctIds: number }> {
+  const cliQuery = (l: string, sql: string) => cliQueryWith(l, sql, env, extra);
   const perType: Record<string, number> = {};
   for (const t of TABLES) {
     const [r] = await cliQuery(lake, `SELECT any_value(type) AS type, count(*) AS n FROM ${t}`);

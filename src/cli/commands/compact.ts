@@ -3,7 +3,6 @@ import { convertJson, listJsonInputs } from '../../compact/json-to-parquet.ts';
 import { runMerge, type MergeResult } from '../../compact/merge.ts';
 import { progressLine, summary } from './ingest.ts';
 import { ConfigError } from '../../errors.ts';
-import { openLocalLake } from '../../lake.ts';
 import { formatBytes, parseDuration, parseSize } from '../../units.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 
@@ -59,8 +58,9 @@ export async function compactCommand(argv: string[], io: Io): Promise<number> {
     return EXIT.ok;
   }
   if (positionals.length > 0) throw new ConfigError(`compact merge: unexpected argument ${JSON.stringify(positionals[0])}`);
-  const { config, lake } = await lakeSettings(values, io);
-  const { storage, catalog } = openLocalLake(path.resolve(io.cwd, lake));
+  const settings = await lakeSettings(values, io);
+  const { config } = settings;
+  const { storage, catalog } = settings.open();
   const progressTty = io.stderr.isTTY === true && !values.json;
   const started = Date.now();
   const result = await runMerge(storage, catalog, {
@@ -114,7 +114,8 @@ async function compactJson(argv: string[], io: Io): Promise<number> {
   }
   if (positionals.length > 0) throw new ConfigError(`compact json: unexpected argument ${JSON.stringify(positionals[0])}`);
   if (values.from === undefined) throw new ConfigError('compact json: --from DIR is required (the directory of raw JSON to convert)');
-  const { config, lake } = await lakeSettings(values, io);
+  const settings = await lakeSettings(values, io);
+  const { config, lake } = settings;
   const inputs = await listJsonInputs(path.resolve(io.cwd, values.from));
   const bytes = inputs.reduce((a, i) => a + i.bytes, 0);
   if (values['dry-run']) {
@@ -128,7 +129,7 @@ async function compactJson(argv: string[], io: Io): Promise<number> {
     }
     return EXIT.ok;
   }
-  const { storage, catalog } = openLocalLake(path.resolve(io.cwd, lake));
+  const { storage, catalog } = settings.open();
   const progressTty = io.stderr.isTTY === true && !values.json;
   let last = 0;
   const stats = await convertJson(storage, catalog, inputs, {

@@ -3,7 +3,6 @@ import * as path from 'node:path';
 import { createCollector } from '../../collector/collector.ts';
 import { ConfigError } from '../../errors.ts';
 import { Ingestor } from '../../ingest/ingestor.ts';
-import { openLocalLake } from '../../lake.ts';
 import { queryHandler } from '../../query/query-endpoint.ts';
 import { LocalLog, LocalLogSource } from '../../source/local-log.ts';
 import { parseDuration, parseSize } from '../../units.ts';
@@ -43,10 +42,11 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
   const port = Number(values.port ?? 8088);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--port: ${JSON.stringify(values.port)} is not a port number (0–65535)`);
   const host = values.host ?? '127.0.0.1';
-  const { config, lake } = await lakeSettings(values, io);
-  const lakeDir = path.resolve(io.cwd, lake);
-  const { storage, catalog } = openLocalLake(lakeDir);
-  const logDir = path.join(lakeDir, '_tributary', 'log');
+  const settings = await lakeSettings(values, io);
+  const { config } = settings;
+  const { storage, catalog } = settings.open();
+  // The log must be on local disk (fsync); for an S3 lake it lives in ./.tributary/log.
+  const logDir = storage.localPath('_tributary/log') ?? path.resolve(io.cwd, '.tributary', 'log');
   const log = await LocalLog.open(logDir);
   const ac = new AbortController();
   const ingestor = new Ingestor(storage, catalog, {
@@ -74,7 +74,7 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
   const addr = server.address() as { port: number };
   const url = `http://${host}:${addr.port}`;
   io.stdout.write(
-    `tributary dev: collector and live queries on ${url} (lake ${lakeDir})\n` +
+    `tributary dev: collector and live queries on ${url} (lake ${storage.root}, log ${logDir})\n` +
       `  send:  point a Segment client at ${url} with write key ${JSON.stringify(writeKey)}\n` +
       `  query: npx tributary query --live ${url} --write-key ${JSON.stringify(writeKey)} "SELECT * FROM experiment_results"\n`,
   );

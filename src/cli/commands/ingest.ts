@@ -1,6 +1,5 @@
 import * as path from 'node:path';
 import { Ingestor, type IngestStats } from '../../ingest/ingestor.ts';
-import { openLocalLake } from '../../lake.ts';
 import { FileSource } from '../../source/file-source.ts';
 import { formatBytes, parseDuration, parseSize } from '../../units.ts';
 import { ConfigError } from '../../errors.ts';
@@ -35,12 +34,13 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
     return EXIT.ok;
   }
   if (positionals.length === 0) throw new ConfigError('ingest: no input given; name NDJSON files, or - for standard input');
-  const { config, lake } = await lakeSettings(values, io);
+  const settings = await lakeSettings(values, io);
+  const { config, lake } = settings;
   const maxOpen = values['max-open-partitions'] ?? config.maxOpenPartitions;
   const controller = new AbortController();
   const progressTty = io.stderr.isTTY === true && !values.json;
   let lastLine = 0;
-  const { storage, catalog } = openLocalLake(path.resolve(io.cwd, lake));
+  const { storage, catalog } = settings.open();
   const ingestor = new Ingestor(storage, catalog, {
     targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
     maxFileAgeMs: parseDuration('--max-file-age', values['max-file-age'] ?? config.maxFileAge ?? '15m'),

@@ -1,7 +1,6 @@
 import * as path from 'node:path';
 import { loadJobs, runJob, schedule } from '../../compact/jobs.ts';
 import { ConfigError } from '../../errors.ts';
-import { openLocalLake } from '../../lake.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 
 export const JOBS_HELP = `tributary jobs list | run NAME | schedule   [--lake DIR] [--dir DIR]
@@ -26,8 +25,8 @@ export async function jobsCommand(argv: string[], io: Io): Promise<number> {
   if (extra.length > 0) throw new ConfigError(`jobs: unexpected argument ${JSON.stringify(extra[0])}`);
   const dir = path.resolve(io.cwd, values.dir ?? '.');
   const jobs = await loadJobs(dir);
-  const { lake } = await lakeSettings(values, io);
-  const { storage, catalog } = openLocalLake(path.resolve(io.cwd, lake));
+  const settings = await lakeSettings(values, io);
+  const { storage, catalog } = settings.open();
   const ac = new AbortController();
   const ctx = { storage, catalog, signal: ac.signal, log: (line: string) => void io.stdout.write(`${new Date().toISOString()} ${line}\n`) };
   switch (sub) {

@@ -1,5 +1,4 @@
 import * as path from 'node:path';
-import { openLocalLake } from '../../lake.ts';
 import { LakeQuery, type QueryResult } from '../../query/lake-query.ts';
 import { fetchLiveQuery } from '../../query/query-endpoint.ts';
 import { ConfigError, badOption, type TributaryError } from '../../errors.ts';
@@ -53,8 +52,9 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
     run = () => fetchLiveQuery(values.live!, key, sql);
   } else {
     if (values.views !== undefined && values.live !== undefined) throw new ConfigError('query: --views applies to --lake queries');
-    const { config, lake } = await lakeSettings(values, io);
-    const { storage, catalog } = openLocalLake(path.resolve(io.cwd, lake));
+    const settings = await lakeSettings(values, io);
+    const { config } = settings;
+    const { storage, catalog } = settings.open();
     const viewDirs = [...(config.views ?? []), ...(values.views ?? [])].map((d) => path.resolve(io.cwd, d));
     run = async () => {
       const q = await LakeQuery.open(storage, catalog, { viewDirs });

@@ -1,5 +1,3 @@
-import * as path from 'node:path';
-import { openLocalLake } from '../../lake.ts';
 import { describeLake } from '../../query/describe.ts';
 import { formatBytes } from '../../units.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
@@ -17,8 +15,8 @@ export async function tablesCommand(argv: string[], io: Io): Promise<number> {
     return EXIT.ok;
   }
   if (positionals.length > 0) throw new ConfigError(`tables: unexpected argument ${JSON.stringify(positionals[0])}`);
-  const { lake } = await lakeSettings(values, io);
-  const { storage, catalog } = openLocalLake(path.resolve(io.cwd, lake));
+  const settings = await lakeSettings(values, io);
+  const { storage, catalog } = settings.open();
   const tables = await describeLake(storage, catalog);
   if (values.json) {
     io.stdout.write(JSON.stringify({ lake: storage.root, tables }, null, 2) + '\n');
