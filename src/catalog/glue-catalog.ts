@@ -17,6 +17,7 @@ import {
   type Table,
   type TableInput,
 } from '@aws-sdk/client-glue';
+import { isRetriableSdkError, type SdkErrorShape } from '../aws/sdk-errors.ts';
 import { badOption, CatalogError, ConfigError } from '../errors.ts';
 import { parseS3Uri } from '../storage/s3-storage.ts';
 import { partitionKey, type Catalog, type CatalogColumn, type PartitionDef, type TableDef } from './catalog.ts';
@@ -77,43 +78,12 @@ const RETRIABLE_CODES = new Set([
   'TimeoutError',
 ]);
 
-/** Node and undici network error codes. */
-const NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ERR_SOCKET_CONNECTION_TIMEOUT',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-]);
-
-interface SdkErrorShape {
-  name?: string;
-  code?: string;
-  message?: string;
-  $retryable?: unknown;
-  $metadata?: { httpStatusCode?: number };
-}
-
 function errorName(err: unknown): string | undefined {
   return (err as SdkErrorShape | undefined)?.name;
 }
 
 function isRetriable(err: unknown): boolean {
-  const e = (err ?? {}) as SdkErrorShape;
-  const status = e.$metadata?.httpStatusCode;
-  if (status !== undefined && (status >= 500 || status === 429)) return true;
-  if (e.$retryable) return true;
-  if (e.name !== undefined && RETRIABLE_CODES.has(e.name)) return true;
-  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return true;
-  return false;
+  return isRetriableSdkError(err, RETRIABLE_CODES);
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -11,6 +11,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { badOption, ConfigError, StorageError } from '../errors.ts';
 import type { ObjectInfo, Storage } from './storage.ts';
+import { describeSdkError, isRetriableSdkError } from '../aws/sdk-errors.ts';
 
 const MiB = 1024 * 1024;
 /** S3's smallest part (all but the last part of a multipart upload). */
@@ -322,45 +323,8 @@ const RETRIABLE_CODES = new Set([
   'TimeoutError',
 ]);
 
-/** Node and undici network error codes. */
-const NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ERR_SOCKET_CONNECTION_TIMEOUT',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-]);
-
-interface SdkErrorShape {
-  name?: string;
-  code?: string;
-  $retryable?: unknown;
-  $metadata?: { httpStatusCode?: number };
-  $response?: { statusCode?: number };
-}
-
-function describe(err: unknown): { name: string | undefined; status: number | undefined } {
-  const e = (err ?? {}) as SdkErrorShape;
-  return { name: e.name, status: e.$metadata?.httpStatusCode ?? e.$response?.statusCode };
-}
-
-function isRetriable(err: unknown): boolean {
-  const e = (err ?? {}) as SdkErrorShape;
-  const { name, status } = describe(err);
-  if (status !== undefined && (status >= 500 || status === 429)) return true;
-  if (e.$retryable) return true;
-  if (name !== undefined && RETRIABLE_CODES.has(name)) return true;
-  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return true;
-  return false;
-}
+const describe = describeSdkError;
+const isRetriable = (err: unknown) => isRetriableSdkError(err, RETRIABLE_CODES);
 
 /**
  * Resolves `key` against the root like a relative path: empty and '.' segments collapse, '..' pops.
