@@ -1,5 +1,6 @@
 import { ConfigError, TributaryError } from '../errors.ts';
 import { EXIT, type Io } from './args.ts';
+import { athenaCommand } from './commands/athena.ts';
 import { compactCommand } from './commands/compact.ts';
 import { demoCommand } from './commands/demo.ts';
 import { devCommand } from './commands/dev.ts';
@@ -17,6 +18,7 @@ Commands:
   compact json          convert raw JSON history (Segment's S3 layout too) to Parquet
   compact merge         merge small files into target-size ones (safe beside ingest and queries)
   jobs list|run|schedule  scheduled jobs from jobs/*.ts and tributary.jobs.json
+  athena ddl            Athena CREATE EXTERNAL TABLE / ADD PARTITION statements for the lake
   dev                   collector + local log + consumer + live queries in one process
   demo                  generate sample events, ingest them and show the A/B-test results
 
@@ -32,6 +34,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   compact: compactCommand,
   jobs: jobsCommand,
   dev: devCommand,
+  athena: athenaCommand,
 };
 
 /** Runs the CLI; returns the exit code. */
