@@ -15,6 +15,7 @@ import { openDuckDB, type DuckDBOptions } from '../writer/duckdb.ts';
 import { writeParquet, type Compression } from '../writer/parquet-file.ts';
 import { SpoolBuffer, type LiveSnapshot, type LiveSpool } from '../writer/spool.ts';
 import { DeadLetterSink } from './dead-letters.ts';
+import { Serial } from './serial.ts';
 import { DecodePool } from './decode-pool.ts';
 import type { EncodedBatch, EncoderConfig, EncoderInput } from './encoder.ts';
 import { RANGES_METADATA_KEY, dataFileName, rangesJson } from './file-names.ts';
@@ -189,9 +190,9 @@ class IngestRun {
   private readonly guard: PartitionGuard;
   private deadLetters!: DeadLetterSink;
   /** Serializes a commit's visibility step with live snapshots. */
-  private visibility: Promise<void> = Promise.resolve();
+  private readonly visibility = new Serial();
   /** Serializes apply() and the timer's tick(): both change the open buffers. */
-  private exclusive: Promise<void> = Promise.resolve();
+  private readonly exclusive = new Serial();
 
   constructor(
     private readonly storage: Storage,
@@ -209,7 +210,7 @@ class IngestRun {
     // Quiet sources must still flush on the time cap, and stop promptly on abort: a timer does both.
     const every = Math.max(50, Math.min(1000, Math.floor(this.opts.maxFileAgeMs / 2)));
     const timer = setInterval(() => {
-      this.serial(() => this.tick()).catch((err) => {
+      this.exclusive.run(() => this.tick()).catch((err) => {
         this.failure ??= err;
       });
     }, every);
@@ -225,7 +226,7 @@ class IngestRun {
       const applyHead = async () => {
         const head = queue.shift()!;
         const enc = await head.encoded;
-        await this.serial(async () => this.apply(head.batch, enc));
+        await this.exclusive.run(async () => this.apply(head.batch, enc));
       };
       for (;;) {
         pending ??= it.next();
@@ -253,10 +254,10 @@ class IngestRun {
       }
       while (queue.length > 0) {
         const head = queue.shift()!;
-        await this.serial(async () => this.apply(head.batch, await head.encoded));
+        await this.exclusive.run(async () => this.apply(head.batch, await head.encoded));
       }
       clearInterval(timer);
-      await this.exclusive;
+      await this.exclusive.idle();
       for (const buf of [...this.open.values()]) await this.flush(buf);
       await this.drain();
       await this.deadLetters.flush();
@@ -267,7 +268,7 @@ class IngestRun {
       throw err;
     } finally {
       clearInterval(timer);
-      await this.exclusive.catch(() => undefined);
+      await this.exclusive.idle();
       for (const buf of this.open.values()) await buf.discard();
       this.open.clear();
       await this.pool?.close();
@@ -357,13 +358,8 @@ class IngestRun {
     if (lastRecord !== undefined) this.lastRead.set(shard, eventPosition(lastRecord, MAX_SUB));
   }
 
-  private visible<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.visibility.then(fn);
-    this.visibility = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
+  private layoutOf(table: string): TableLayout {
+    return [...this.layouts.values()].find((l) => l.table === table)!;
   }
 
   /**
@@ -371,27 +367,18 @@ class IngestRun {
    * append happens: together with the committed files listed inside `fn`, one consistent snapshot.
    */
   snapshot<T>(fn: (live: LiveSnapshot) => Promise<T>): Promise<T> {
-    return this.serial(() =>
-      this.visible(async () => {
+    return this.exclusive.run(() =>
+      this.visibility.run(async () => {
         const spools: LiveSpool[] = [];
         for (const buf of [...this.open.values(), ...this.writing]) {
           if (buf.rows === 0) continue;
           buf.flushToDisk();
-          const layout = [...this.layouts.values()].find((l) => l.table === buf.table)!;
+          const layout = this.layoutOf(buf.table);
           spools.push({ table: buf.table, type: layout.type, def: layout.def, path: buf.path, rows: buf.rows });
         }
         return fn({ spools, tables: [...this.layouts.values()].map((l) => l.def) });
       }),
     );
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.exclusive.then(fn);
-    this.exclusive = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
   }
 
   /** From the timer: flush partitions past the time cap, report progress. */
@@ -416,7 +403,7 @@ class IngestRun {
 
   /** Starts writing `buf` as a Parquet file; its commit is ordered after every earlier one. */
   private async flush(buf: SpoolBuffer): Promise<void> {
-    const layout = [...this.layouts.values()].find((l) => l.table === buf.table)!;
+    const layout = this.layoutOf(buf.table);
     this.open.delete(buf.table + '\u0000' + partitionKey(buf.partition.map((p) => p[1])));
     if (buf.rows === 0) return buf.discard();
     buf.close();
@@ -488,7 +475,7 @@ class IngestRun {
     }
     // Under the partition guard, and with the location read afresh: compaction may have moved it.
     // The file becomes visible and its rows leave the live set in one step for live queries.
-    await this.visible(async () => {
+    await this.visibility.run(async () => {
       await this.guard.write(layout.table, pk, async () => {
         const part = (await this.catalog.getPartitions(layout.table)).find((p) => partitionKey(p.values) === pk);
         if (part === undefined) throw new TributaryError(`partition ${pk} of ${layout.table} vanished right after it was registered`, { retriable: true });

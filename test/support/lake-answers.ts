@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { runCli } from './tmp.ts';
 import type { Expected } from './ground-truth.ts';
 
@@ -33,4 +34,15 @@ export async function lakeAnswers(lake: string, env?: NodeJS.ProcessEnv, extra: 
   const [rev] = await cliQuery(lake, `SELECT coalesce(sum(round(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE) * 100)), 0)::BIGINT AS c FROM tracks WHERE event = 'Order Completed'`);
   const [ids] = await cliQuery(lake, `SELECT count(*) AS total, count(DISTINCT message_id) AS d FROM (${union})`);
   return { perType, perEvent, experiments, anonPerDay, revenueCents: rev!.c as number, total: ids!.total as number, distinctIds: ids!.d as number };
+}
+
+/** Asserts that the lake's answers equal the independent ground truth, every figure. */
+export function assertGroundTruth(got: Awaited<ReturnType<typeof lakeAnswers>>, expected: Expected): void {
+  assert.deepEqual(got.perType, expected.perType);
+  assert.deepEqual(got.perEvent, expected.perEvent);
+  assert.deepEqual(got.experiments, expected.experiments);
+  assert.deepEqual(got.anonPerDay, expected.anonPerDay);
+  assert.equal(got.revenueCents, expected.revenueCents);
+  assert.equal(got.total, expected.valid, 'no event lost');
+  assert.equal(got.distinctIds, got.total, 'no message_id twice');
 }
