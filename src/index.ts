@@ -8,6 +8,9 @@ export type { Catalog, TableDef, PartitionDef, CatalogColumn } from './catalog/c
 export { EmbeddedCatalog } from './catalog/embedded-catalog.ts';
 export { GlueCatalog, type GlueCatalogOptions } from './catalog/glue-catalog.ts';
 export { listCommittedFiles, type CommittedFile } from './catalog/files.ts';
+export { syncCatalog, type SyncResult } from './catalog/sync.ts';
+export { openLake } from './lake.ts';
+export { athenaDdl, type DdlOptions } from './athena/ddl.ts';
 export type { Source, RecordBatch, SourceRecord } from './source/source.ts';
 export { FileSource, type FileSourceOptions } from './source/file-source.ts';
 export { LocalLog, LocalLogSource, type EventLog, type LocalLogOptions } from './source/local-log.ts';

@@ -1,6 +1,7 @@
 import { ConfigError, TributaryError } from '../errors.ts';
 import { EXIT, type Io } from './args.ts';
 import { athenaCommand } from './commands/athena.ts';
+import { catalogCommand } from './commands/catalog.ts';
 import { compactCommand } from './commands/compact.ts';
 import { demoCommand } from './commands/demo.ts';
 import { devCommand } from './commands/dev.ts';
@@ -19,6 +20,7 @@ Commands:
   compact merge         merge small files into target-size ones (safe beside ingest and queries)
   jobs list|run|schedule  scheduled jobs from jobs/*.ts and tributary.jobs.json
   athena ddl            Athena CREATE EXTERNAL TABLE / ADD PARTITION statements for the lake
+  catalog ls|sync       list the catalog; mirror the embedded catalog into Glue
   dev                   collector + local log + consumer + live queries in one process
   demo                  generate sample events, ingest them and show the A/B-test results
 
@@ -35,6 +37,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   jobs: jobsCommand,
   dev: devCommand,
   athena: athenaCommand,
+  catalog: catalogCommand,
 };
 
 /** Runs the CLI; returns the exit code. */

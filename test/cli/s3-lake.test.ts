@@ -69,3 +69,36 @@ test('an S3 lake registered in Glue (protocol stand-in): ingest and query throug
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /needs the lake on S3/);
 });
+
+test('catalog sync mirrors the embedded catalog into Glue, following compaction moves, idempotently', async () => {
+  const dir = tempDir('sync');
+  const { endpoint, bucket } = await s3rverBucket();
+  const glue = await startGlueStandIn();
+  const env = { ...awsEnv(endpoint, `${dir}/cache`), AWS_ENDPOINT_URL_GLUE: glue.endpoint };
+  const lake = `s3://${bucket}/lake`;
+  const { files, lines } = writeTestInput(dir, 1500, 65);
+  const expected = await expectedAnswers(lines, dir);
+  assert.equal((await runCli(['ingest', '--lake', lake, '--target-file-size', '8KB', ...files], { env })).code, 0);
+  const sync = async () => {
+    const r = await runCli(['catalog', 'sync', '--lake', lake, '--glue-database', 'mirror', '--json'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as { tables: number; added: number; moved: number };
+  };
+  const first = await sync();
+  assert.equal(first.tables, 6);
+  assert.ok(first.added >= 18);
+  assert.equal(first.moved, 0);
+  const merge = await runCli(['compact', 'merge', '--lake', lake, '--grace', '1h', '--json'], { env });
+  assert.equal(merge.code, 0, merge.stderr);
+  const merged = JSON.parse(merge.stdout).merged as number;
+  assert.ok(merged > 0, 'compaction moved partitions');
+  const second = await sync();
+  assert.deepEqual([second.added, second.moved], [0, merged]);
+  assert.deepEqual(await sync(), { tables: 6, added: 0, moved: 0 });
+  const ls = async (catalog: string) => JSON.parse((await runCli(['catalog', 'ls', '--lake', lake, '--catalog', catalog, '--json'], { env })).stdout) as Array<{ table: string; partitions: Array<{ values: string[]; location: string }> }>;
+  const strip = (x: Awaited<ReturnType<typeof ls>>) => x.map((t) => [t.table, t.partitions.map((p) => [p.values, p.location])]);
+  assert.deepEqual(strip(await ls('glue:mirror')), strip(await ls('embedded')));
+  const viaGlue = await lakeAnswers(lake, env, ['--catalog', 'glue:mirror']);
+  assert.equal(viaGlue.total, expected.valid);
+  assert.deepEqual(viaGlue.perEvent, expected.perEvent);
+});

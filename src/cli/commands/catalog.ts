@@ -1,0 +1,46 @@
+import { EmbeddedCatalog } from '../../catalog/embedded-catalog.ts';
+import { syncCatalog } from '../../catalog/sync.ts';
+import { ConfigError } from '../../errors.ts';
+import { openLake } from '../../lake.ts';
+import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
+
+export const CATALOG_HELP = `tributary catalog ls [--lake DIR|s3://…] [--catalog embedded|glue:<db>]
+tributary catalog sync --lake s3://bucket/prefix --glue-database NAME [--table NAME] [--json]
+
+ls lists the catalog's tables and partitions with their locations. sync mirrors the lake's embedded
+catalog into Glue: tables (columns appended, never reordered), missing partitions, and partition
+locations moved by compaction since the last sync. Idempotent.
+`;
+
+export async function catalogCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(argv, { ...LAKE_OPTIONS, 'glue-database': { type: 'string' }, table: { type: 'string' }, json: { type: 'boolean' } });
+  const [sub, ...extra] = positionals;
+  if (values.help || sub === undefined) {
+    io.stdout.write(CATALOG_HELP);
+    return values.help ? EXIT.ok : EXIT.usage;
+  }
+  if (extra.length > 0) throw new ConfigError(`catalog: unexpected argument ${JSON.stringify(extra[0])}`);
+  const settings = await lakeSettings(values, io);
+  if (sub === 'ls') {
+    const { catalog } = settings.open();
+    const out: unknown[] = [];
+    for (const t of await catalog.listTables()) {
+      const parts = await catalog.getPartitions(t.name);
+      if (values.json) out.push({ table: t.name, location: t.location, partitions: parts });
+      else {
+        io.stdout.write(`${t.name}\t${t.location}\t${parts.length} partitions\n`);
+        for (const p of parts) io.stdout.write(`  ${p.values.join(', ')}\t${p.location}\tv${p.version}\n`);
+      }
+    }
+    if (values.json) io.stdout.write(JSON.stringify(out) + '\n');
+    return EXIT.ok;
+  }
+  if (sub !== 'sync') throw new ConfigError(`catalog: unknown action ${JSON.stringify(sub)}; use ls or sync`);
+  const db = values['glue-database'];
+  if (db === undefined) throw new ConfigError('catalog sync: --glue-database NAME is required');
+  const { storage } = settings.open();
+  const glue = openLake(settings.lake, { catalog: `glue:${db}`, cwd: io.cwd, env: io.env }).catalog;
+  const r = await syncCatalog(new EmbeddedCatalog(storage), glue, { table: values.table });
+  io.stdout.write(values.json ? JSON.stringify(r) + '\n' : `synced ${r.tables} tables into Glue database ${db}: ${r.added} partitions added, ${r.moved} moved to their current location\n`);
+  return EXIT.ok;
+}
