@@ -1,7 +1,7 @@
 import { decodeRecord, isInvalid, type DecodeContext, type DecodedEvent } from '../events/decode.ts';
-import { DEFAULT_TABLE_OF, type EventType } from '../events/schema.ts';
+import type { EventType } from '../events/schema.ts';
 import { partitionKey } from '../catalog/catalog.ts';
-import { componentProblem, type PartitionField } from '../partition/spec.ts';
+import { componentProblem, partitionValues, type PartitionField } from '../partition/spec.ts';
 
 /** What the encoder needs to know about the lake layout (plain data: it crosses to worker threads). */
 export interface EncoderConfig {
@@ -52,15 +52,11 @@ export interface EncodedBatch {
   records: number;
 }
 
-const DAY_MS = 86_400_000;
-
 /**
  * Decodes and validates records, routes each event to its (table, partition), and encodes the spool
  * lines: the CPU-heavy half of ingest, written as a pure function so it can run in worker threads.
  */
 export class Encoder {
-  private readonly dayCache = new Map<number, string>();
-
   constructor(private readonly config: EncoderConfig) {}
 
   encode(input: EncoderInput): EncodedBatch {
@@ -82,7 +78,7 @@ export class Encoder {
           continue;
         }
         const table = this.config.tables[o.type];
-        const pairs = this.pairs(o);
+        const pairs = partitionValues(this.config.partitionBy[o.type], o);
         let key = table;
         for (const p of pairs) key += '\u0000' + p[1];
         let g = groups.get(key);
@@ -161,31 +157,6 @@ export class Encoder {
     }
     return { groups: out, invalid, events, records };
   }
-
-  private pairs(ev: DecodedEvent): Array<[string, string]> {
-    const out: Array<[string, string]> = [];
-    for (const f of this.config.partitionBy[ev.type]) {
-      switch (f) {
-        case 'dt': {
-          const day = Math.floor(ev.receivedAtMs / DAY_MS);
-          let s = this.dayCache.get(day);
-          if (s === undefined) {
-            s = new Date(day * DAY_MS).toISOString().slice(0, 10);
-            this.dayCache.set(day, s);
-          }
-          out.push(['dt', s]);
-          break;
-        }
-        case 'hour':
-          out.push(['hour', String(Math.floor((ev.receivedAtMs % DAY_MS + DAY_MS) % DAY_MS / 3_600_000)).padStart(2, '0')]);
-          break;
-        case 'event':
-          out.push(['event', ev.event ?? '']);
-          break;
-      }
-    }
-    return out;
-  }
 }
 
 /** The start of an event's spool line: the computed fields; the raw event and `}\n` follow. */
@@ -214,9 +185,4 @@ interface Group {
   sub: number[];
   /** Upper bound of the encoded size / 3 (sizing the output buffer). */
   chars: number;
-}
-
-/** The encoder config for the default tables and a partition spec. */
-export function defaultEncoderConfig(partitionBy: Record<EventType, PartitionField[]>, tables: Record<EventType, string> = DEFAULT_TABLE_OF): EncoderConfig {
-  return { tables, partitionBy };
 }

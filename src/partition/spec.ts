@@ -36,13 +36,29 @@ export interface PartitionInput {
   event: string | null;
 }
 
+const DAY_MS = 86_400_000;
+/** Day strings by day number: on the hot path, events of a stream fall on a handful of days. */
+const dayCache = new Map<number, string>();
+
+/** YYYY-MM-DD of an epoch-ms instant, in UTC. */
+function utcDay(ms: number): string {
+  const day = Math.floor(ms / DAY_MS);
+  let s = dayCache.get(day);
+  if (s === undefined) {
+    if (dayCache.size >= 4096) dayCache.clear();
+    s = new Date(day * DAY_MS).toISOString().slice(0, 10);
+    dayCache.set(day, s);
+  }
+  return s;
+}
+
 /** The ordered `[key, value]` pairs for a record under `fields`. */
 export function partitionValues(fields: readonly PartitionField[], input: PartitionInput): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   for (const f of fields) {
     switch (f) {
       case 'dt':
-        out.push(['dt', new Date(input.receivedAtMs).toISOString().slice(0, 10)]);
+        out.push(['dt', utcDay(input.receivedAtMs)]);
         break;
       case 'hour':
         out.push(['hour', new Date(input.receivedAtMs).toISOString().slice(11, 13)]);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, StorageError } from '../errors.ts';
 import type { ObjectInfo, Storage } from './storage.ts';
@@ -157,15 +157,5 @@ export class LocalStorage implements Storage {
     const dir = path.dirname(target);
     await fsp.mkdir(dir, { recursive: true });
     return path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  }
-}
-
-/** True when `p` exists (file or directory). */
-export async function exists(p: string): Promise<boolean> {
-  try {
-    await fsp.access(p, constants.F_OK);
-    return true;
-  } catch {
-    return false;
   }
 }

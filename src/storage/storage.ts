@@ -33,14 +33,6 @@ export interface Storage {
   localPath(key: string): string | undefined;
 }
 
-/** Joins key parts with single '/' separators. */
-export function joinKey(...parts: string[]): string {
-  return parts
-    .filter((p) => p.length > 0)
-    .map((p, i) => (i === 0 ? p.replace(/\/+$/, '') : p.replace(/^\/+|\/+$/g, '')))
-    .join('/');
-}
-
 /** True for names readers must ignore (Hive, Athena and Spark skip names starting with '_' or '.'). */
 export function isHiddenName(name: string): boolean {
   return name.startsWith('_') || name.startsWith('.');
