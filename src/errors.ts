@@ -31,6 +31,20 @@ export class QueryError extends TributaryError {}
 /** Writing a Parquet file failed. */
 export class WriterError extends TributaryError {}
 
+/** A stream source failed (Kinesis unreachable, throttled beyond its retries). */
+export class SourceError extends TributaryError {}
+
+/**
+ * This process no longer holds the lease of a shard it was reading (it stalled past the lease
+ * timeout and another consumer may have taken the shard): nothing read from the shard may be
+ * committed. Retriable: restart from the checkpoints.
+ */
+export class LeaseLostError extends SourceError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { retriable: true, ...options });
+  }
+}
+
 /** Throws a ConfigError naming the option, the bad value and what was expected. */
 export function badOption(option: string, value: unknown, expected: string): never {
   throw new ConfigError(`${option}: ${JSON.stringify(value)} is not valid; expected ${expected}`);

@@ -20,6 +20,8 @@ export interface DeadLetter {
   raw: string;
   /** Full size of an over-long record whose head alone is in `raw`. */
   rawBytes?: number;
+  /** Source-specific locators of the record (Kinesis: `sequenceNumber`, `subRecord`). */
+  meta?: Record<string, string>;
 }
 
 /** Dead letters buffered per shard before a flush, in characters. */
@@ -64,7 +66,7 @@ export class DeadLetterSink {
   }
 
   /** Buffers a dead letter; flushes the shard's buffer when it is large. */
-  async add(shard: string, position: bigint, reason: string, raw: string, rawBytes?: number): Promise<void> {
+  async add(shard: string, position: bigint, reason: string, raw: string, extra: { rawBytes?: number; meta?: Record<string, string> } = {}): Promise<void> {
     const dl: DeadLetter = {
       reason,
       source: this.source,
@@ -75,7 +77,8 @@ export class DeadLetterSink {
       at: new Date().toISOString(),
       raw,
     };
-    if (rawBytes !== undefined) dl.rawBytes = rawBytes;
+    if (extra.rawBytes !== undefined) dl.rawBytes = extra.rawBytes;
+    if (extra.meta !== undefined) dl.meta = extra.meta;
     const line = JSON.stringify(dl) + '\n';
     let p = this.pending.get(shard);
     if (p === undefined) {

@@ -13,7 +13,7 @@ export interface EncoderConfig {
 
 /** Input to encode: records as strings, or a chunk of NDJSON bytes ending at a line end. */
 export type EncoderInput =
-  | { kind: 'records'; texts: Array<string | null>; ctx: DecodeContext }
+  | { kind: 'records'; texts: Array<string | null>; ctx: DecodeContext; /** Per record, a fallback receivedAt replacing ctx's (e.g. Kinesis arrival times). */ fallbacks?: number[] }
   | { kind: 'ndjson'; bytes: Uint8Array; ctx: DecodeContext; firstLineOfFile: boolean };
 
 /** The rows of one (table, partition) from one input, encoded as spool lines. */
@@ -68,8 +68,8 @@ export class Encoder {
     let lineBytes: Buffer | null = null;
     let lineStart = 0;
     let lineEnd = 0;
-    const handle = (text: string, record: number) => {
-      const outcomes = decodeRecord(text, input.ctx);
+    const handle = (text: string, record: number, ctx: DecodeContext) => {
+      const outcomes = decodeRecord(text, ctx);
       for (let i = 0; i < outcomes.length; i++) {
         const o = outcomes[i]!;
         events++;
@@ -112,7 +112,9 @@ export class Encoder {
     if (input.kind === 'records') {
       for (let r = 0; r < input.texts.length; r++) {
         const t = input.texts[r];
-        if (t !== null && t !== undefined) handle(t, r); // null: a record the source already refused
+        if (t === null || t === undefined) continue; // a record the source already refused
+        const fb = input.fallbacks?.[r];
+        handle(t, r, fb === undefined ? input.ctx : { ...input.ctx, fallbackReceivedAtMs: fb });
       }
       records = input.texts.length;
     } else {
@@ -130,7 +132,7 @@ export class Encoder {
           const s = bytes.toString('utf8', start, end);
           lineStart = start;
           lineEnd = end;
-          if (!(s.length < 64 && s.trim().length === 0)) handle(s, line);
+          if (!(s.length < 64 && s.trim().length === 0)) handle(s, line, input.ctx);
         }
         line++;
         start = nl + 1;

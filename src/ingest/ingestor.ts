@@ -31,7 +31,9 @@ const MAX_SUB = Number((1n << SUB_POSITION_BITS) - 1n);
 function encoderInput(batch: RecordBatch): EncoderInput {
   const ctx = { fallbackReceivedAtMs: batch.fallbackReceivedAtMs, stampReceivedAt: batch.stampReceivedAt ?? false };
   if (batch.ndjson !== undefined) return { kind: 'ndjson', bytes: batch.ndjson.bytes, ctx, firstLineOfFile: batch.ndjson.startsFile };
-  return { kind: 'records', texts: batch.records.map((r) => (r.oversizeBytes === undefined ? r.data : null)), ctx };
+  const texts = batch.records.map((r) => (r.oversizeBytes === undefined && r.rejected === undefined ? r.data : null));
+  if (!batch.records.some((r) => r.receivedAtMs !== undefined)) return { kind: 'records', texts, ctx };
+  return { kind: 'records', texts, ctx, fallbacks: batch.records.map((r) => r.receivedAtMs ?? batch.fallbackReceivedAtMs) };
 }
 
 /** Options of an ingest run. Each is validated when the Ingestor is built. */
@@ -307,13 +309,32 @@ class IngestRun {
     return r;
   }
 
-  private async deadLetter(shard: string, pos: bigint, reason: string, raw: string, rawBytes?: number): Promise<void> {
+  private async deadLetter(shard: string, pos: bigint, reason: string, raw: string, extra?: { rawBytes?: number; meta?: Record<string, string> }): Promise<void> {
     if (this.deadLetters.isDone(shard, pos)) {
       this.stats.skipped++;
       return;
     }
     this.stats.deadLettered++;
-    await this.deadLetters.add(shard, pos, reason, raw, rawBytes);
+    await this.deadLetters.add(shard, pos, reason, raw, extra);
+  }
+
+  /**
+   * A shard this run has just taken over: files another process committed from it since this run
+   * recovered a table are not in the marks yet. Recover them again (marks only ever rise).
+   */
+  private async refreshShard(shard: string): Promise<void> {
+    for (const [table, rec] of this.recovered) {
+      const fresh = await recoverTable(this.storage, this.catalog, this.duck.conn, table, this.source.name);
+      for (const [pk, part] of fresh.partitions) if (!rec.partitions.has(pk)) rec.partitions.set(pk, part);
+      for (const [pk, m] of fresh.marks) {
+        const last = m.get(shard);
+        if (last === undefined) continue;
+        let cur = rec.marks.get(pk);
+        if (cur === undefined) rec.marks.set(pk, (cur = new Map()));
+        if ((cur.get(shard) ?? -1n) < last) cur.set(shard, last);
+      }
+    }
+    await this.deadLetters.recover();
   }
 
   /** Applies one decoded batch: dead letters, then each (table, partition) group into its spool. */
@@ -321,13 +342,21 @@ class IngestRun {
     const shard = batch.shard;
     const nd = batch.ndjson;
     const recordPos = (i: number): bigint => (nd !== undefined ? nd.firstPosition + BigInt(i) : batch.records[i]!.position);
+    if (batch.acquired) await this.refreshShard(shard);
     this.stats.read += enc.events;
-    for (const inv of enc.invalid) await this.deadLetter(shard, eventPosition(recordPos(inv.record), inv.sub), inv.reason, inv.raw);
+    for (const inv of enc.invalid) {
+      const meta = nd === undefined ? batch.records[inv.record]!.meta : undefined;
+      await this.deadLetter(shard, eventPosition(recordPos(inv.record), inv.sub), inv.reason, inv.raw, meta && { meta });
+    }
     if (nd === undefined) {
       for (const rec of batch.records) {
-        if (rec.oversizeBytes === undefined) continue;
-        this.stats.read++;
-        await this.deadLetter(shard, eventPosition(rec.position, 0), `record is ${rec.oversizeBytes} bytes, longer than the source accepts`, rec.data, rec.oversizeBytes);
+        if (rec.rejected !== undefined) {
+          this.stats.read++;
+          await this.deadLetter(shard, eventPosition(rec.position, 0), rec.rejected, rec.data, { meta: rec.meta });
+        } else if (rec.oversizeBytes !== undefined) {
+          this.stats.read++;
+          await this.deadLetter(shard, eventPosition(rec.position, 0), `record is ${rec.oversizeBytes} bytes, longer than the source accepts`, rec.data, { rawBytes: rec.oversizeBytes, meta: rec.meta });
+        }
       }
     }
     for (const g of enc.groups) {
@@ -356,6 +385,14 @@ class IngestRun {
     }
     const lastRecord = nd !== undefined ? nd.firstPosition + BigInt(nd.lines) - 1n : batch.records.at(-1)?.position;
     if (lastRecord !== undefined) this.lastRead.set(shard, eventPosition(lastRecord, MAX_SUB));
+    if (batch.flushAfter) {
+      for (const buf of [...this.open.values()]) await this.flush(buf);
+      // Checkpoint even when nothing was left to write (all of it committed before): the source waits for it.
+      const after = this.commitChain.then(() => (this.failure === null ? this.checkpoint() : undefined));
+      this.commitChain = after.catch((err) => {
+        this.failure ??= err;
+      });
+    }
   }
 
   private layoutOf(table: string): TableLayout {
@@ -480,6 +517,7 @@ class IngestRun {
         const part = (await this.catalog.getPartitions(layout.table)).find((p) => partitionKey(p.values) === pk);
         if (part === undefined) throw new TributaryError(`partition ${pk} of ${layout.table} vanished right after it was registered`, { retriable: true });
         rec.partitions.set(pk, part);
+        await this.source.fence?.([...buf.ranges.keys()]);
         await this.storage.putFile(`${part.location}/${dataFileName(this.source.name, buf.ranges)}`, localParquet);
       });
       this.writing.delete(buf);

@@ -6,6 +6,12 @@ export interface SourceRecord {
   data: string;
   /** When set, the record was longer than the source accepts: `data` holds only its head, this its full size. */
   oversizeBytes?: number;
+  /** When set, the source found the record unusable (e.g. a corrupt aggregate): it is dead-lettered with this reason. */
+  rejected?: string;
+  /** receivedAt for this record's events that carry neither receivedAt nor timestamp, instead of the batch's fallback (e.g. the Kinesis arrival time: the same on every replay). */
+  receivedAtMs?: number;
+  /** Source-specific locators added to the record's dead letters (e.g. Kinesis `sequenceNumber`). */
+  meta?: Record<string, string>;
 }
 
 /** Records read together from one shard. */
@@ -23,6 +29,13 @@ export interface RecordBatch {
    * Sources that read NDJSON use it so decoding happens on worker threads, off the reading thread.
    */
   ndjson?: { bytes: Uint8Array; firstPosition: bigint; lines: number; startsFile: boolean };
+  /**
+   * The source has just taken this shard over (a lease): another process may have committed files
+   * from it since this run started, so its high-water marks are recovered again before applying.
+   */
+  acquired?: boolean;
+  /** After this batch, flush and commit every open file, then checkpoint (a shard ended or is handed over). */
+  flushAfter?: boolean;
 }
 
 /**
@@ -36,6 +49,11 @@ export interface Source extends AsyncIterable<RecordBatch> {
   checkpoint?(shard: string, position: bigint): Promise<void>;
   /** Progress in input bytes so far and in total when known (for a progress line). */
   progress?(): { bytes: number; totalBytes: number | null };
+  /**
+   * Called right before a file holding rows of `shards` becomes visible; throws (LeaseLostError)
+   * when this process may no longer commit for one of them. Sources without ownership omit it.
+   */
+  fence?(shards: readonly string[]): Promise<void>;
 }
 
 /** Bits of an event position reserved for the index of an event inside its record (a Segment batch). */

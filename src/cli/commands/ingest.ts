@@ -1,13 +1,17 @@
 import * as path from 'node:path';
-import { Ingestor, type IngestStats } from '../../ingest/ingestor.ts';
+import { Ingestor, type IngestOptions, type IngestStats } from '../../ingest/ingestor.ts';
+import { consumeKinesis } from '../../ingest/kinesis-consumer.ts';
+import { parseKinesisStart } from '../../source/kinesis-source.ts';
 import { FileSource } from '../../source/file-source.ts';
 import { formatBytes, parseDuration, parseSize } from '../../units.ts';
 import { ConfigError } from '../../errors.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 
 export const INGEST_HELP = `tributary ingest [options] <file ...|->
+tributary ingest --kinesis STREAM [kinesis options] [options]
 
-Reads Segment events (NDJSON, .jsonl, .json, gzipped or not; '-' for stdin) into the lake.
+Reads Segment events (NDJSON, .jsonl, .json, gzipped or not; '-' for stdin) into the lake, or
+consumes a Kinesis stream until stopped (SIGINT/SIGTERM: flush, commit, checkpoint, exit 0).
 
   --lake DIR               lake directory (default $TRIBUTARY_LAKE, else ./lake)
   --target-file-size SIZE  Parquet file size to aim for (default 512MB)
@@ -17,6 +21,15 @@ Reads Segment events (NDJSON, .jsonl, .json, gzipped or not; '-' for stdin) into
   --max-open-partitions N  partitions buffered at once (default 64)
   --json                   print one JSON object of counts at the end
   --config FILE            settings file (default ./tributary.config.json)
+
+Kinesis (several processes may consume one stream into one lake; shards are shared by leases):
+  --kinesis STREAM         stream name
+  --region REGION          default AWS_REGION
+  --endpoint URL           default AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL
+  --start POS              trim-horizon (default), latest or at-timestamp:2026-11-20T00:00:00Z,
+                           for shards without a checkpoint
+  --consumer-name NAME     this process in leases and logs (default <host>-<pid>)
+  --lease-timeout DURATION a dead consumer's shards are taken over after it (default 30s)
 `;
 
 export async function ingestCommand(argv: string[], io: Io): Promise<number> {
@@ -28,12 +41,26 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
     'partition-by': { type: 'string' },
     compression: { type: 'string' },
     'max-open-partitions': { type: 'string' },
+    kinesis: { type: 'string' },
+    region: { type: 'string' },
+    endpoint: { type: 'string' },
+    start: { type: 'string' },
+    'consumer-name': { type: 'string' },
+    'lease-timeout': { type: 'string' },
   });
   if (values.help) {
     io.stdout.write(INGEST_HELP);
     return EXIT.ok;
   }
-  if (positionals.length === 0) throw new ConfigError('ingest: no input given; name NDJSON files, or - for standard input');
+  const kinesis = values.kinesis;
+  if (kinesis === undefined) {
+    if (positionals.length === 0) throw new ConfigError('ingest: no input given; name NDJSON files, or - for standard input (or --kinesis STREAM)');
+    for (const k of ['region', 'endpoint', 'start', 'consumer-name', 'lease-timeout'] as const) {
+      if (values[k] !== undefined) throw new ConfigError(`ingest: --${k} applies to --kinesis only`);
+    }
+  } else if (positionals.length > 0) {
+    throw new ConfigError(`ingest: give either --kinesis or input files, not both (got ${positionals.join(' ')})`);
+  }
   const settings = await lakeSettings(values, io);
   const { config, lake } = settings;
   const maxOpen = values['max-open-partitions'] ?? config.maxOpenPartitions;
@@ -41,7 +68,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
   const progressTty = io.stderr.isTTY === true && !values.json;
   let lastLine = 0;
   const { storage, catalog } = settings.open();
-  const ingestor = new Ingestor(storage, catalog, {
+  const ingestOptions: IngestOptions = {
     targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
     maxFileAgeMs: parseDuration('--max-file-age', values['max-file-age'] ?? config.maxFileAge ?? '15m'),
     partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
@@ -57,8 +84,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
           io.stderr.write(`\r\x1b[K${progressLine(s)}`);
         }
       : undefined,
-  });
-  const source = new FileSource(positionals.map((p) => (p === '-' ? p : path.resolve(io.cwd, p))), { stdin: io.stdin as never });
+  };
   const stop = () => {
     if (controller.signal.aborted) process.exit(130); // a second signal: leave now
     io.stderr.write('\nstopping: flushing and committing what was read (signal again to abort)\n');
@@ -68,7 +94,20 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
   process.on('SIGTERM', stop);
   let stats: IngestStats;
   try {
-    stats = await ingestor.run(source);
+    if (kinesis !== undefined) {
+      stats = await consumeKinesis(storage, catalog, ingestOptions, {
+        stream: kinesis,
+        region: values.region,
+        endpoint: values.endpoint,
+        start: values.start === undefined ? undefined : parseKinesisStart(values.start),
+        consumerName: values['consumer-name'],
+        leaseTimeoutMs: values['lease-timeout'] === undefined ? undefined : parseDuration('--lease-timeout', values['lease-timeout']),
+        onLog: (line) => io.stderr.write(`${new Date().toISOString()} ${line}\n`),
+      });
+    } else {
+      const source = new FileSource(positionals.map((p) => (p === '-' ? p : path.resolve(io.cwd, p))), { stdin: io.stdin as never });
+      stats = await new Ingestor(storage, catalog, ingestOptions).run(source);
+    }
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
