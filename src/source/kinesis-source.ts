@@ -14,7 +14,7 @@ import { describeSdkError } from '../aws/sdk-errors.ts';
 import { ConfigError, LeaseLostError, SourceError, badOption } from '../errors.ts';
 import type { Storage } from '../storage/storage.ts';
 import { AsyncQueue } from './async-queue.ts';
-import { deaggregate } from './kpl.ts';
+import { deaggregate, effectiveHashKey } from './kpl.ts';
 import { ShardLeases, type HeldLease, type LeaseState } from './shard-leases.ts';
 import { SUB_POSITION_BITS, eventPosition, type RecordBatch, type Source, type SourceRecord } from './source.ts';
 
@@ -546,6 +546,8 @@ export class KinesisSource implements Source {
   private toBatch(r: ShardReader, records: KinesisRecord[]): RecordBatch {
     const out: SourceRecord[] = [];
     const utf8 = new TextDecoder('utf-8', { fatal: true });
+    const range = this.shards.get(r.shard)?.HashKeyRange;
+    let foreign = 0;
     for (const rec of records) {
       const seqText = rec.SequenceNumber!;
       const seq = BigInt(seqText);
@@ -577,16 +579,32 @@ export class KinesisSource implements Source {
         }
         for (const line of text.split('\n')) if (line.trim().length > 0) push(line, {}, meta);
       };
+      const foreignBefore = foreign;
       const agg = deaggregate(data);
       if (agg.kind === 'plain') payload(data, undefined);
-      else if (agg.kind === 'aggregated') agg.records.forEach((sub, i) => payload(sub.data, i));
+      else if (agg.kind === 'aggregated') {
+        agg.records.forEach((sub, i) => {
+          // As the KCL: a user record hashed outside this shard was put here on a stale shard map, and the
+          // KPL puts it again to its right shard; reading it here too would count it twice.
+          if (range !== undefined) {
+            const h = effectiveHashKey(sub.partitionKey, sub.explicitHashKey);
+            if (h < BigInt(range.StartingHashKey!) || h > BigInt(range.EndingHashKey!)) {
+              foreign++;
+              return;
+            }
+          }
+          payload(sub.data, i);
+        });
+      }
       else push(Buffer.from(data).toString('base64'), { rejected: `corrupt KPL aggregated record: ${agg.reason} (raw bytes in base64)` }, { sequenceNumber: seqText });
-      if (k === 0) push(Buffer.from(data).toString('base64'), { rejected: 'Kinesis record holds no event (blank payload; raw bytes in base64)' }, { sequenceNumber: seqText });
+      if (k === 0 && foreign === foreignBefore) push(Buffer.from(data).toString('base64'), { rejected: 'Kinesis record holds no event (blank payload; raw bytes in base64)' }, { sequenceNumber: seqText });
       r.records++;
     }
+    if (foreign > 0) this.onLog(`kinesis ${this.stream}/${r.shard}: skipped ${foreign} KPL user records hashed outside this shard (the KPL re-puts them to their shard)`);
     const first = records[0]!.SequenceNumber!;
     const last = records.at(-1)!.SequenceNumber!;
     r.lastSeq = last;
+    if (out.length === 0) return { shard: r.shard, fallbackReceivedAtMs: Date.now(), records: out };
     r.lastEventPos = eventPosition(out.at(-1)!.position, Number((1n << SUB_POSITION_BITS) - 1n));
     r.reads.push({ start: BigInt(first) << SEQ_SHIFT, end: r.lastEventPos, firstText: first, lastText: last });
     return { shard: r.shard, fallbackReceivedAtMs: Date.now(), records: out };

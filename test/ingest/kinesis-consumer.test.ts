@@ -37,7 +37,8 @@ function payloadsOf(lines: string[], seed: number): Array<string | Uint8Array> {
     const size = 1 + Math.floor(r() * 12);
     const part = lines.slice(i, i + size);
     i += size;
-    out.push(n % 9 === 8 ? aggregate(part.map((l, j) => ({ partitionKey: `p${i}-${j}`, data: Buffer.from(l) }))) : part.join('\n'));
+    // As the KPL: an aggregate holds records bound for one shard (here: they share putLines' partition key).
+    out.push(n % 9 === 8 ? aggregate(part.map((l) => ({ partitionKey: `pk-${n}`, data: Buffer.from(l) }))) : part.join('\n'));
   }
   return out;
 }
@@ -97,6 +98,11 @@ async function waitFor(what: string, cond: () => boolean, ms: number): Promise<v
   }
 }
 
+function countFiles(lake: string): number {
+  if (!existsSync(lake)) return 0;
+  return readdirSync(lake, { recursive: true, encoding: 'utf8' }).filter((p) => p.endsWith('.parquet') && !p.startsWith('_')).length;
+}
+
 function deadLetterPositions(lake: string): string[] {
   const root = `${lake}/_deadletter`;
   if (!existsSync(root)) return [];
@@ -127,8 +133,11 @@ test('crash test: 200k events on 4 shards, a SplitShard mid-run, the consumer SI
   let split = false;
   for (let round = 0; kills < 10 && round < 30; round++) {
     const c = start(consumerArgs(lake, 'crash', `crash-${round}`));
-    // Random moments from start-up to deep in the run; flushes and commits happen every few hundred ms.
-    await Promise.race([sleep(1_500 + r() * 4_000), c.exited]);
+    // Once this consumer commits (not after a fixed time: a loaded machine boots slowly), then at a random
+    // moment within the next 1.5 s: flushes and commits run every few hundred ms, so kills land amid them.
+    const before = countFiles(lake);
+    for (const end = Date.now() + 120_000; Date.now() < end && c.child.exitCode === null && countFiles(lake) <= before; ) await sleep(50);
+    await Promise.race([sleep(r() * 1_500), c.exited]);
     if (c.child.exitCode !== null) assert.fail(`the consumer exited by itself (${c.child.exitCode}): ${c.stderr()}`);
     c.child.kill('SIGKILL');
     await c.exited;

@@ -11,7 +11,7 @@ import type { RecordBatch } from '../../src/source/source.ts';
 import { LocalStorage } from '../../src/storage/local-storage.ts';
 import { expectedAnswers } from '../support/ground-truth.ts';
 import { startKinesalite, createStream, mergeShards, putLines, splitShard, listShards, type Kinesalite } from '../support/kinesalite.ts';
-import { assertGroundTruth, lakeAnswers } from '../support/lake-answers.ts';
+import { assertGroundTruth, cliQuery, lakeAnswers } from '../support/lake-answers.ts';
 import { tempDir } from '../support/tmp.ts';
 import { dropConnection, kinesisExpiredIterator, kinesisLimitExceeded, kinesisTarget, kinesisThrottle, startFaultProxy } from '../support/fault-proxy.ts';
 import { localKinesisClient } from '../support/kinesalite.ts';
@@ -65,8 +65,20 @@ test('a 4-shard stream of single events, batch envelopes, NDJSON records and KPL
   for (let i = 0; i < a; i++) payloads.push(lines[i]!);
   for (let i = a; i < b; i += 7) payloads.push(lines.slice(i, Math.min(b, i + 7)).join('\n') + '\n');
   for (let i = b; i < lines.length; i += 10) {
-    payloads.push(aggregate(lines.slice(i, i + 10).map((l, j) => ({ partitionKey: `k${i + j}`, data: Buffer.from(l) }))));
+    // As the KPL: an aggregate holds records bound for one shard (here: putLines' key for this payload).
+    const key = `pk-${payloads.length}`;
+    payloads.push(aggregate(lines.slice(i, i + 10).map((l) => ({ partitionKey: key, data: Buffer.from(l) }))));
   }
+  // An aggregate put on a stale shard map: its second user record hashes to another shard, where the
+  // KPL puts it again; read here it would count twice, so it is skipped (as the KCL does).
+  const ownKey = `pk-${payloads.length}`;
+  const strayEvent = JSON.stringify({ type: 'track', event: 'Stray', anonymousId: 'x', messageId: 'stray-1', timestamp: '2026-11-20T00:00:00Z' });
+  const shardOf = (h: bigint) => (h < 1n << 126n ? 0 : h < 1n << 127n ? 1 : h < 3n << 126n ? 2 : 3); // 4 even shards
+  const { effectiveHashKey } = await import('../../src/source/kpl.ts');
+  const strayHash = ((BigInt(shardOf(effectiveHashKey(ownKey))) + 2n) % 4n) * (1n << 126n) + 5n;
+  const ownEvent = strayEvent.replace('Stray', 'Own').replace('stray-1', 'own-1');
+  payloads.push(aggregate([{ partitionKey: ownKey, data: Buffer.from(ownEvent) }, { partitionKey: 'stray', explicitHashKey: strayHash.toString(), data: Buffer.from(strayEvent) }]));
+  lines.push(ownEvent);
   const broken = [Uint8Array.of(0xff, 0xfe, 0x41), Uint8Array.of(0xf3, 0x89, 0x9a, 0xc2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17), 'hello, not JSON'];
   payloads.push(...broken);
   const placed = await putLines(client, 'mixed', payloads);
@@ -89,6 +101,7 @@ test('a 4-shard stream of single events, batch envelopes, NDJSON records and KPL
     else assert.equal(dl.raw, Buffer.from(p).toString('base64'), 'raw bytes kept');
   }
   assert.ok(dls.some((d) => /not UTF-8/.test(String(d.reason))));
+  assert.deepEqual(await cliQuery(lake, "SELECT count(*) FILTER (WHERE message_id = 'own-1') AS own, count(*) FILTER (WHERE message_id = 'stray-1') AS stray FROM tracks"), [{ own: 1, stray: 0 }]);
   assert.ok(dls.some((d) => /corrupt KPL/.test(String(d.reason))));
 
   // A second consumer run on the same lake reads from the checkpoints: nothing new, nothing twice.
