@@ -15,6 +15,8 @@ export type MakeS3Storage = (options?: { prefix?: string; partSizeBytes?: number
 export interface S3SuiteOptions {
   /** s3rver answers 500 to DeleteObjects of two or more keys (after deleting them): S3Storage falls back to single deletes. */
   deleteObjectsAnswers500?: boolean;
+  /** The most keys the server returns in one ListObjectsV2 page (S3's 1,000 unless configured lower). */
+  listPageSize?: number;
 }
 
 let recorderSeq = 0;
@@ -104,16 +106,18 @@ export function s3StorageSuite(name: string, make: MakeS3Storage, options: S3Sui
     await assert.rejects(storage.putFile('tbl/none', `${dir}/missing`), (err: unknown) => err instanceof StorageError && /missing/.test(err.message));
   });
 
-  test(`${name}: list pages through more than 1000 keys, complete and sorted`, async () => {
+  const pageSize = options.listPageSize ?? 1000;
+  test(`${name}: list pages through more than a page (${pageSize}) of keys, complete and sorted`, async () => {
     const { storage, client } = await make();
-    const keys = Array.from({ length: 1100 }, (_, i) => `many/k${String((i * 7919) % 1100).padStart(4, '0')}.bin`);
-    const deeper = ['many/k0500.bin.d/inner', 'many/sub/deep'];
+    const n = pageSize + 100;
+    const keys = Array.from({ length: n }, (_, i) => `many/k${String((i * 7919) % n).padStart(4, '0')}.bin`);
+    const deeper = ['many/k0050.bin.d/inner', 'many/sub/deep'];
     await inPool([...keys, ...deeper], 16, (k) => storage.put(k, k));
     const commands = recordCommands(client);
 
     const expected = [...keys].sort();
     const flat = await storage.list('many');
-    assert.equal(flat.length, 1100);
+    assert.equal(flat.length, n);
     assert.deepEqual(flat.map((o) => o.key), expected, 'every key once, in order, none from below');
     assert.ok(flat.every((o) => o.size === 'many/k0000.bin'.length && o.mtimeMs > 0));
     const pages = commands.filter((c) => c.command === 'ListObjectsV2Command');
@@ -124,7 +128,7 @@ export function s3StorageSuite(name: string, make: MakeS3Storage, options: S3Sui
     const deep = await storage.list('many', { recursive: true });
     assert.deepEqual(deep.map((o) => o.key), [...keys, ...deeper].sort());
     const all = await storage.list('', { recursive: true });
-    assert.equal(all.length, 1102);
+    assert.equal(all.length, n + 2);
 
     await storage.delete([...keys, 'many/never-there']);
     assert.deepEqual((await storage.list('many', { recursive: true })).map((o) => o.key), deeper);
