@@ -23,7 +23,7 @@ export function kinesisClient(o: KinesisClientOptions = {}, env: NodeJS.ProcessE
     region: o.region,
     endpoint,
     maxAttempts: 3,
-    requestHandler: new NodeHttpHandler({ connectionTimeout: 5_000, requestTimeout: 30_000 }),
+    requestHandler: new NodeHttpHandler({ connectionTimeout: 5_000, requestTimeout: 30_000, throwOnRequestTimeout: true }),
   });
 }
 

@@ -31,11 +31,14 @@ export function describeSdkError(err: unknown): { name: string | undefined; stat
   return { name: e.name, status: e.$metadata?.httpStatusCode ?? e.$response?.statusCode };
 }
 
-/** True for 5xx, 429, errors the SDK marks retryable, the service's `retriableCodes`, and network failures. */
+/**
+ * True for 5xx but 501 (Not Implemented never becomes implemented by waiting), 429, errors the SDK
+ * marks retryable, the service's `retriableCodes`, and network failures.
+ */
 export function isRetriableSdkError(err: unknown, retriableCodes: ReadonlySet<string>): boolean {
   const e = (err ?? {}) as SdkErrorShape;
   const { name, status } = describeSdkError(err);
-  if (status !== undefined && (status >= 500 || status === 429)) return true;
+  if (status !== undefined && ((status >= 500 && status !== 501) || status === 429)) return true;
   if (e.$retryable) return true;
   if (name !== undefined && retriableCodes.has(name)) return true;
   return typeof e.code === 'string' && NETWORK_CODES.has(e.code);

@@ -216,9 +216,11 @@ class IngestRun {
         this.failure ??= err;
       });
     }, every);
+    let onAbort = () => undefined as void;
     const aborted = new Promise<'aborted'>((resolve) => {
+      onAbort = () => resolve('aborted');
       if (this.raw.signal?.aborted) resolve('aborted');
-      this.raw.signal?.addEventListener('abort', () => resolve('aborted'), { once: true });
+      this.raw.signal?.addEventListener('abort', onAbort, { once: true });
     });
     try {
       // Up to PIPELINE_DEPTH batches are being decoded while the oldest is applied, in order.
@@ -270,6 +272,7 @@ class IngestRun {
       throw err;
     } finally {
       clearInterval(timer);
+      this.raw.signal?.removeEventListener('abort', onAbort); // a reused signal (restarted runs) must not collect listeners
       await this.exclusive.idle();
       for (const buf of this.open.values()) await buf.discard();
       this.open.clear();

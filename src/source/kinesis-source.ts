@@ -14,7 +14,7 @@ import { describeSdkError } from '../aws/sdk-errors.ts';
 import { ConfigError, LeaseLostError, SourceError, badOption } from '../errors.ts';
 import type { Storage } from '../storage/storage.ts';
 import { AsyncQueue } from './async-queue.ts';
-import { deaggregate } from './kpl.ts';
+import { deaggregate, effectiveHashKey } from './kpl.ts';
 import { ShardLeases, type HeldLease, type LeaseState } from './shard-leases.ts';
 import { SUB_POSITION_BITS, eventPosition, type RecordBatch, type Source, type SourceRecord } from './source.ts';
 
@@ -110,7 +110,6 @@ interface ShardReader {
   writes: Promise<void>;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
 
 function intOption(name: string, v: number | undefined, dflt: number, min: number, max: number): number {
   if (v === undefined) return dflt;
@@ -160,6 +159,9 @@ export class KinesisSource implements Source {
   private timers: NodeJS.Timeout[] = [];
   private renewing: Promise<void> = Promise.resolve();
   private readonly statePrefix: string;
+  /** Resolves when stop() is called: every wait of the readers races it. */
+  private readonly halted: Promise<void>;
+  private halt!: () => void;
 
   constructor(o: KinesisSourceOptions) {
     if (typeof o.stream !== 'string' || !/^[a-zA-Z0-9_.-]{1,128}$/.test(o.stream)) badOption('stream', o.stream, 'a Kinesis stream name ([a-zA-Z0-9_.-], 1 to 128 characters)');
@@ -179,6 +181,7 @@ export class KinesisSource implements Source {
     this.queue = new AsyncQueue(intOption('queueBatches', o.queueBatches, 16, 1, 1024));
     this.onLog = o.onLog ?? (() => undefined);
     this.statePrefix = `_tributary/kinesis/${this.name}`;
+    this.halted = new Promise((resolve) => (this.halt = resolve));
     this.leases = new ShardLeases(this.storage, `${this.statePrefix}/leases`, `${this.consumerName}#${randomBytes(3).toString('hex')}`, ttl);
   }
 
@@ -205,6 +208,7 @@ export class KinesisSource implements Source {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.halt();
     for (const r of this.readers.values()) r.halt = true;
     this.wake?.();
     this.queue.close();
@@ -394,7 +398,7 @@ export class KinesisSource implements Source {
         if (ShardLeases.isLive(state)) continue;
         const lease = await this.leases.tryAcquire(id, state);
         if (lease === null) continue;
-        if (state !== null && state.expiresAtMs > 0) this.onLog(`kinesis ${this.stream}: took over ${id} from ${state.owner} (lease expired)`);
+        if (state !== null && state.expiresAtMs > 0 && state.owner !== this.leases.owner) this.onLog(`kinesis ${this.stream}: took over ${id} from ${state.owner} (lease expired)`);
         mine.push(this.startReader(id, lease));
       }
     } else if (mine.length > target) {
@@ -436,6 +440,12 @@ export class KinesisSource implements Source {
     return next;
   }
 
+  /** Sleeps `ms`, less when stopped meanwhile. */
+  private pause(ms: number): Promise<void> {
+    let t: NodeJS.Timeout | undefined;
+    return Promise.race([new Promise<void>((r) => (t = setTimeout(r, ms))), this.halted]).finally(() => clearTimeout(t));
+  }
+
   /** Waits until every record read from the shard is committed. */
   private committed(r: ShardReader): Promise<void> {
     const pos = r.lastEventPos;
@@ -474,7 +484,7 @@ export class KinesisSource implements Source {
         if (name === 'ExpiredIteratorException') throw err;
         if (!isRetriableKinesisError(err)) throw new SourceError(`Kinesis ${name ?? 'error'} reading ${this.stream}/${r.shard}: ${(err as Error).message}`, { cause: err });
         if (name !== 'ProvisionedThroughputExceededException') this.onLog(`kinesis ${this.stream}/${r.shard}: ${name ?? (err as Error).message}; retrying in ${delay} ms`);
-        await sleep(delay * (0.5 + Math.random()));
+        await this.pause(delay * (0.5 + Math.random()));
         delay = Math.min(delay * 2, 10_000);
       }
     }
@@ -487,7 +497,7 @@ export class KinesisSource implements Source {
     let nextCallAt = 0;
     while (!r.halt && iterator !== undefined && !r.ended) {
       const wait = nextCallAt - Date.now();
-      if (wait > 0) await sleep(wait);
+      if (wait > 0) await this.pause(wait);
       const callAt = Date.now();
       let res;
       try {
@@ -516,7 +526,7 @@ export class KinesisSource implements Source {
     }
     // Hand over or close only what is committed: ask for a flush, then wait for the checkpoint.
     await this.queue.push({ shard: r.shard, fallbackReceivedAtMs: Date.now(), records: [], flushAfter: true });
-    await Promise.race([this.committed(r), new Promise<void>((resolve) => this.onStop(resolve))]);
+    await Promise.race([this.committed(r), this.halted]);
     if (this.stopped) return;
     if (r.ended) {
       await this.leases.fence(r.lease);
@@ -532,20 +542,12 @@ export class KinesisSource implements Source {
     this.wake?.();
   }
 
-  private onStop(fn: () => void): void {
-    const t = setInterval(() => {
-      if (this.stopped) {
-        clearInterval(t);
-        fn();
-      }
-    }, 100);
-    t.unref();
-  }
-
   /** Turns GetRecords records into one batch: KPL aggregates and NDJSON payloads are split into events. */
   private toBatch(r: ShardReader, records: KinesisRecord[]): RecordBatch {
     const out: SourceRecord[] = [];
     const utf8 = new TextDecoder('utf-8', { fatal: true });
+    const range = this.shards.get(r.shard)?.HashKeyRange;
+    let foreign = 0;
     for (const rec of records) {
       const seqText = rec.SequenceNumber!;
       const seq = BigInt(seqText);
@@ -577,16 +579,32 @@ export class KinesisSource implements Source {
         }
         for (const line of text.split('\n')) if (line.trim().length > 0) push(line, {}, meta);
       };
+      const foreignBefore = foreign;
       const agg = deaggregate(data);
       if (agg.kind === 'plain') payload(data, undefined);
-      else if (agg.kind === 'aggregated') agg.records.forEach((sub, i) => payload(sub.data, i));
+      else if (agg.kind === 'aggregated') {
+        agg.records.forEach((sub, i) => {
+          // As the KCL: a user record hashed outside this shard was put here on a stale shard map, and the
+          // KPL puts it again to its right shard; reading it here too would count it twice.
+          if (range !== undefined) {
+            const h = effectiveHashKey(sub.partitionKey, sub.explicitHashKey);
+            if (h < BigInt(range.StartingHashKey!) || h > BigInt(range.EndingHashKey!)) {
+              foreign++;
+              return;
+            }
+          }
+          payload(sub.data, i);
+        });
+      }
       else push(Buffer.from(data).toString('base64'), { rejected: `corrupt KPL aggregated record: ${agg.reason} (raw bytes in base64)` }, { sequenceNumber: seqText });
-      if (k === 0) push(Buffer.from(data).toString('base64'), { rejected: 'Kinesis record holds no event (blank payload; raw bytes in base64)' }, { sequenceNumber: seqText });
+      if (k === 0 && foreign === foreignBefore) push(Buffer.from(data).toString('base64'), { rejected: 'Kinesis record holds no event (blank payload; raw bytes in base64)' }, { sequenceNumber: seqText });
       r.records++;
     }
+    if (foreign > 0) this.onLog(`kinesis ${this.stream}/${r.shard}: skipped ${foreign} KPL user records hashed outside this shard (the KPL re-puts them to their shard)`);
     const first = records[0]!.SequenceNumber!;
     const last = records.at(-1)!.SequenceNumber!;
     r.lastSeq = last;
+    if (out.length === 0) return { shard: r.shard, fallbackReceivedAtMs: Date.now(), records: out };
     r.lastEventPos = eventPosition(out.at(-1)!.position, Number((1n << SUB_POSITION_BITS) - 1n));
     r.reads.push({ start: BigInt(first) << SEQ_SHIFT, end: r.lastEventPos, firstText: first, lastText: last });
     return { shard: r.shard, fallbackReceivedAtMs: Date.now(), records: out };

@@ -7,8 +7,8 @@ import { SUB_POSITION_BITS, type RecordBatch, type Source } from './source.ts';
 
 /** Where appended records go: durable when append resolves. */
 export interface EventLog {
-  /** Appends records (one JSON text each, without newlines), fsynced before it resolves; returns their positions. */
-  append(records: string[]): Promise<{ first: bigint; last: bigint }>;
+  /** Appends records (one JSON text each, without newlines); resolves once they are durable (fsynced, or accepted by Kinesis). */
+  append(records: string[]): Promise<unknown>;
   /** Stops taking appends; waits for those in flight. */
   close(): Promise<void>;
 }

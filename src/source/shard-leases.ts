@@ -11,7 +11,8 @@ interface LeaseBody {
 /** A lease this process holds. */
 export interface HeldLease {
   readonly shard: string;
-  readonly epoch: number;
+  /** The epoch file this process holds; a renewal after a stall may move it to the next one. */
+  epoch: number;
   /** Expiry written by the last successful renewal. */
   expiresAtMs: number;
 }
@@ -97,22 +98,40 @@ export class ShardLeases {
   }
 
   /**
-   * Renews `lease`. Throws LeaseLostError when it cannot be trusted any more: renewed too late
-   * (a taker may have read it expired) or already taken over.
+   * Renews `lease`. When it expired before the renewal landed (a stalled process), another consumer
+   * may have taken it: this one then claims the next epoch itself, which succeeds only if nobody
+   * else did, so nobody held the shard in between. Throws LeaseLostError when someone did.
    */
   async renew(lease: HeldLease): Promise<void> {
     const before = lease.expiresAtMs;
-    if (Date.now() >= before) throw this.lost(lease, 'it expired before it was renewed');
+    if (Date.now() < before) {
+      const next = Date.now() + this.ttlMs;
+      await this.storage.put(this.key(lease.shard, lease.epoch), this.body(next));
+      if (Date.now() < before) {
+        if ((await this.storage.get(this.key(lease.shard, lease.epoch + 1))) !== undefined) throw this.lost(lease, 'another consumer took it over');
+        lease.expiresAtMs = next;
+        return;
+      }
+    }
     const next = Date.now() + this.ttlMs;
-    await this.storage.put(this.key(lease.shard, lease.epoch), this.body(next));
-    if (Date.now() >= before) throw this.lost(lease, 'its renewal landed after it expired');
-    if ((await this.storage.get(this.key(lease.shard, lease.epoch + 1))) !== undefined) throw this.lost(lease, 'another consumer took it over');
+    if (!(await this.storage.putIfAbsent(this.key(lease.shard, lease.epoch + 1), this.body(next)))) {
+      throw this.lost(lease, 'it expired while this process stalled, and another consumer took it over');
+    }
+    await this.storage.delete([this.key(lease.shard, lease.epoch - 1)]).catch(() => undefined);
+    lease.epoch++;
     lease.expiresAtMs = next;
   }
 
-  /** Throws LeaseLostError unless `lease` is trusted and not taken over: called before each commit. */
+  /**
+   * Throws LeaseLostError unless `lease` is held and trusted: called before each commit. A lease
+   * close to its end (a renewal ran late on a busy machine) is renewed here first, which is safe
+   * while it has not expired.
+   */
   async fence(lease: HeldLease): Promise<void> {
-    if (!this.trusted(lease)) throw this.lost(lease, `it was last renewed more than ${Math.round((this.ttlMs * 2) / 3000)} s ago`);
+    if (!this.trusted(lease)) {
+      await this.renew(lease);
+      return;
+    }
     if ((await this.storage.get(this.key(lease.shard, lease.epoch + 1))) !== undefined) throw this.lost(lease, 'another consumer took it over');
   }
 

@@ -12,6 +12,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { badOption, ConfigError, StorageError } from '../errors.ts';
 import type { ObjectInfo, Storage } from './storage.ts';
 import { describeSdkError, isRetriableSdkError } from '../aws/sdk-errors.ts';
+import { withContentMd5 } from './s3-content-md5.ts';
 
 const MiB = 1024 * 1024;
 /** S3's smallest part (all but the last part of a multipart upload). */
@@ -62,8 +63,12 @@ export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
  *
  * - Writes are atomic because S3 objects appear only when a PutObject or a multipart upload completes.
  * - putIfAbsent is a PutObject with `If-None-Match: *`, a conditional write that Amazon S3 supports
- *   since August 2024 (general purpose and directory buckets). A service that ignores the header
- *   would make putIfAbsent always succeed, so only use S3-compatible services that implement it.
+ *   since August 2024 (general purpose and directory buckets). A service that refuses the header
+ *   (501 NotImplemented, as OpenStack Swift's s3api does) makes putIfAbsent fail with a StorageError
+ *   saying so; one that silently ignores it would make putIfAbsent always succeed, so only use
+ *   S3-compatible services that implement it.
+ * - DeleteObjects carries Content-MD5 (S3's documented header for it) rather than the SDK's CRC32
+ *   checksum, which services that predate flexible checksums reject.
  * - Keys are relative to the prefix; '.' and empty segments collapse and '..' pops a segment, as a
  *   file path would under LocalStorage, and a key that would leave the prefix is refused.
  * - Errors are StorageError naming the operation and the object; `retriable` is true for server
@@ -174,6 +179,8 @@ export class S3Storage implements Storage {
    * another writer created it: false. 409 ConditionalRequestConflict (a concurrent conditional write
    * to the same key in flight) is also false: never two winners; the caller retries as it would
    * after losing. A write whose success response was lost and which the SDK retried reads as false too.
+   * A service without conditional writes (501 NotImplemented) is a non-retriable StorageError: nothing
+   * here may pretend to be exclusive.
    */
   async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
     const k = this.objectKey(key);
@@ -184,6 +191,14 @@ export class S3Storage implements Storage {
       const { name, status } = describe(err);
       if (name === 'PreconditionFailed' || status === 412) return false;
       if (name === 'ConditionalRequestConflict' || status === 409) return false;
+      if (name === 'NotImplemented' || status === 501) {
+        throw new StorageError(
+          `cannot create ${this.uri(k)} only if absent: the S3 service does not implement conditional writes ` +
+            `(PutObject with If-None-Match: *), which leases and catalog commits need for exclusivity; ` +
+            `it answered ${name ?? 'Error'} (HTTP ${status ?? '?'}): ${(err as Error)?.message ?? String(err)}`,
+          { retriable: false, cause: err },
+        );
+      }
       throw this.failure('create', k, err);
     }
   }
@@ -239,7 +254,7 @@ export class S3Storage implements Storage {
   }
 
   /**
-   * DeleteObjects in batches of 1,000 (quiet: the response lists only failures, each a StorageError).
+   * DeleteObjects in batches of 1,000 with Content-MD5 (quiet: the response lists only failures, each a StorageError).
    * When a batch request itself fails with a server error after the SDK's retries, its outcome is
    * unknown, so the batch is deleted again key by key (DeleteObject is idempotent).
    */
@@ -250,7 +265,7 @@ export class S3Storage implements Storage {
       let errors;
       try {
         const out = await this.client.send(
-          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+          withContentMd5(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),
         );
         errors = out.Errors ?? [];
       } catch (err) {

@@ -97,3 +97,45 @@ test('dev SIGKILLed at random moments loses no event answered 200 and duplicates
   const lost = [...acked].filter((id) => !have.has(id));
   assert.deepEqual(lost.slice(0, 5), [], `${lost.length} acknowledged events missing`);
 });
+
+test('dev --kinesis: the collector puts to the stream (200 once Kinesis accepted), live queries see the rows, SIGTERM commits them', async () => {
+  const { startKinesalite, createStream } = await import('../support/kinesalite.ts');
+  const k = await startKinesalite();
+  try {
+    await createStream(k.client(), 'dev-stream', 2);
+    const dir = tempDir('dev-kin');
+    const env = { AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_REGION: 'us-east-1' };
+    const child = spawnCli(['dev', '--lake', `${dir}/lake`, '--port', '0', '--write-key', 'wk', '--kinesis', 'dev-stream', '--endpoint', k.endpoint, '--shard-sync', '300ms'], { env });
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    let url = '';
+    for (let i = 0; i < 400 && url === ''; i++) {
+      url = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1] ?? '';
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(url, `dev did not start: ${out}`);
+    assert.match(out, /Kinesis stream dev-stream/);
+    const batch = Array.from({ length: 40 }, (_, i) => event(`k${i}`, i));
+    const res = await fetch(`${url}/v1/batch`, { method: 'POST', headers: auth, body: JSON.stringify({ batch }) });
+    assert.equal(res.status, 200);
+    let rows: Array<Record<string, unknown>> = [];
+    for (let i = 0; i < 300; i++) {
+      const r = await runCli(['query', '--live', url, '--write-key', 'wk', '--format', 'json', 'SELECT count(*) AS n FROM tracks']);
+      assert.equal(r.code, 0, r.stderr);
+      rows = JSON.parse(r.stdout);
+      if (rows[0]!.n === 40) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(rows[0]!.n, 40, 'the 40 events are live through Kinesis');
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, out);
+    assert.deepEqual(await cliQuery(`${dir}/lake`, 'SELECT variation_name, total_views, total_clicks FROM experiment_results'), [
+      { variation_name: 'A', total_views: 20, total_clicks: 0 },
+      { variation_name: 'B', total_views: 10, total_clicks: 10 },
+    ]);
+  } finally {
+    await k.stop();
+  }
+});

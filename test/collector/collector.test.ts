@@ -362,7 +362,7 @@ class GatedLog implements EventLog {
   private waiting: Array<() => void> = [];
   private onAppend: Array<() => void> = [];
   constructor(private readonly inner: EventLog) {}
-  async append(records: string[]): Promise<{ first: bigint; last: bigint }> {
+  async append(records: string[]): Promise<unknown> {
     this.appends++;
     for (const f of this.onAppend.splice(0)) f();
     if (!this.opened) await new Promise<void>((r) => this.waiting.push(r));
@@ -497,7 +497,7 @@ class FlakyLog implements EventLog {
   failing = true;
   failures = 0;
   constructor(private readonly inner: EventLog) {}
-  append(records: string[]): Promise<{ first: bigint; last: bigint }> {
+  append(records: string[]): Promise<unknown> {
     if (!this.failing) return this.inner.append(records);
     this.failures++;
     return Promise.reject(new StorageError('disk full (injected)'));

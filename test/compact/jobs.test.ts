@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { sampleLines } from '../../src/sample/generate.ts';
 import { cliQuery } from '../support/lake-answers.ts';
@@ -62,7 +62,9 @@ test('two schedulers never run the same job at once', async () => {
     c.stdout!.on('data', (d) => (out += d));
     c.stderr!.on('data', (d) => (out += d));
   }
-  await new Promise((r) => setTimeout(r, 7000));
+  // Until three runs are logged (not a fixed time: a loaded machine starts the CLI slowly).
+  const logged = () => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').length : 0);
+  for (const end = Date.now() + 180_000; logged() < 3 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
   a.kill('SIGTERM');
   b.kill('SIGTERM');
   assert.deepEqual(await Promise.all(exits), [0, 0]);

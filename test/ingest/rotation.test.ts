@@ -6,7 +6,7 @@ import { listCommittedFiles } from '../../src/catalog/files.ts';
 import { LakeQuery } from '../../src/query/lake-query.ts';
 import type { RecordBatch, Source } from '../../src/source/source.ts';
 import { runCli, spawnCli, tempDir } from '../support/tmp.ts';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { sampleLines } from '../../src/sample/generate.ts';
 
 function track(i: number, event = 'Tick'): string {
@@ -95,7 +95,9 @@ test('SIGTERM during a long ingest commits what was read and exits 0; the next r
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  await new Promise((r) => setTimeout(r, 2500));
+  // Once it is well into the run (a file committed), not after a fixed time: a loaded machine boots the CLI slowly.
+  const committed = () => readdirSync(lake, { recursive: true, encoding: 'utf8' }).some((p) => p.endsWith('.parquet') && !p.includes('_tributary'));
+  for (const end = Date.now() + 120_000; Date.now() < end && !(existsSync(lake) && committed()); ) await new Promise((r) => setTimeout(r, 50));
   child.kill('SIGTERM');
   assert.equal(await exited, 0, err);
   const first = JSON.parse(out);

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { ConfigError, StorageError } from '../../src/errors.ts';
 import { parseS3Uri, S3Storage } from '../../src/storage/s3-storage.ts';
 import { localS3Client, rerunWithOpenSslLegacyProviderIfNeeded, s3rverBucket } from '../support/s3rver.ts';
-import { tempDir } from '../support/tmp.ts';
+import { s3StorageSuite } from './s3-storage-suite.ts';
 import { storageContract } from './storage-contract.ts';
 
 // s3rver's continuation tokens need OpenSSL's legacy provider (DES): re-run this file with it if needed.
@@ -21,143 +20,12 @@ async function s3rverStorage(options: { prefix?: string; partSizeBytes?: number 
   return { storage: new S3Storage({ bucket, client, prefix: options.prefix ?? 'lake/v1', partSizeBytes: options.partSizeBytes }), client, bucket };
 }
 
-/** Records the SDK command names `client` sends (and their inputs). */
-function recordCommands(client: S3Client): Array<{ command: string; input: Record<string, unknown> }> {
-  const seen: Array<{ command: string; input: Record<string, unknown> }> = [];
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      seen.push({ command: context.commandName ?? '?', input: args.input as Record<string, unknown> });
-      return next(args);
-    },
-    { step: 'initialize', name: 'recordCommands' },
-  );
-  return seen;
-}
-
-async function inPool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < items.length) await fn(items[next++]!);
-    }),
-  );
-}
-
 storageContract('S3Storage (s3rver)', async () => (await s3rverStorage()).storage, {
   conditionalWrites: false,
   skipReason: 's3rver 3.7.1 ignores If-None-Match on PutObject; S3Storage.putIfAbsent is tested against an S3 double in s3-storage.test.ts',
 });
 
-test('S3Storage keeps every object under its prefix and sees nothing outside it', async () => {
-  const { storage, client, bucket } = await s3rverStorage({ prefix: 'lake/v1' });
-  assert.equal(storage.root, `s3://${bucket}/lake/v1`);
-  assert.equal(storage.localPath('t/x'), undefined);
-  await storage.put('t/x', 'x');
-  await storage.put('t/./y//z', 'z'); // '.' and empty segments collapse, as under LocalStorage
-  await storage.put('t/q/../w', 'w');
-  const outside = new S3Storage({ bucket, client, prefix: 'lake' });
-  await outside.put('v2/other', 'o');
-  await outside.put('v1x/other', 'o');
-  const raw = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
-  assert.deepEqual(
-    (raw.Contents ?? []).map((o) => o.Key),
-    ['lake/v1/t/w', 'lake/v1/t/x', 'lake/v1/t/y/z', 'lake/v1x/other', 'lake/v2/other'],
-  );
-  assert.deepEqual((await storage.list('', { recursive: true })).map((o) => o.key), ['t/w', 't/x', 't/y/z']);
-  assert.deepEqual((await storage.list('t')).map((o) => o.key), ['t/w', 't/x']);
-  assert.deepEqual((await outside.list('')).map((o) => o.key), []);
-  await assert.rejects(storage.get('t/../../x'), (err: unknown) => err instanceof StorageError && /outside/.test(err.message));
-  await assert.rejects(storage.put('/abs', 'x'), /outside/);
-  await assert.rejects(storage.list('..'), /outside/);
-  await assert.rejects(storage.delete(['t/x', '../../escape']), /outside/);
-  assert.equal((await storage.get('t/x'))!.toString(), 'x', 'a refused delete deletes nothing');
-  await assert.rejects(storage.put('t/..', 'x'), /names the root/);
-});
-
-test('S3Storage.putFile uploads a 12 MiB file in 5 MiB parts byte-exact and consumes the local file', async () => {
-  const { storage, client } = await s3rverStorage({ partSizeBytes: 5 * MiB });
-  const commands = recordCommands(client);
-  const dir = tempDir('s3put');
-  const data = randomBytes(12 * MiB);
-  writeFileSync(`${dir}/spooled.parquet`, data);
-  await storage.putFile('tbl/dt=2026-01-01/f.parquet', `${dir}/spooled.parquet`);
-  assert.equal(existsSync(`${dir}/spooled.parquet`), false, 'the local file is consumed');
-  const names = commands.map((c) => c.command);
-  assert.equal(names.filter((n) => n === 'CreateMultipartUploadCommand').length, 1);
-  assert.equal(names.filter((n) => n === 'UploadPartCommand').length, 3, '5 + 5 + 2 MiB');
-  assert.equal(names.filter((n) => n === 'CompleteMultipartUploadCommand').length, 1);
-  const back = await storage.get('tbl/dt=2026-01-01/f.parquet');
-  assert.equal(back!.length, data.length);
-  assert.equal(createHash('sha256').update(back!).digest('hex'), createHash('sha256').update(data).digest('hex'));
-  assert.deepEqual(
-    (await storage.list('tbl/dt=2026-01-01')).map((o) => [o.key, o.size]),
-    [['tbl/dt=2026-01-01/f.parquet', 12 * MiB]],
-  );
-
-  // A small file goes up in one PutObject.
-  writeFileSync(`${dir}/small`, 'small payload');
-  await storage.putFile('tbl/small', `${dir}/small`);
-  assert.equal((await storage.get('tbl/small'))!.toString(), 'small payload');
-  assert.equal(existsSync(`${dir}/small`), false);
-  writeFileSync(`${dir}/empty`, '');
-  await storage.putFile('tbl/empty', `${dir}/empty`);
-  assert.equal((await storage.get('tbl/empty'))!.length, 0);
-  await assert.rejects(storage.putFile('tbl/none', `${dir}/missing`), (err: unknown) => err instanceof StorageError && /missing/.test(err.message));
-});
-
-test('S3Storage.list pages through more than 1000 keys, complete and sorted', async () => {
-  const { storage, client } = await s3rverStorage();
-  const keys = Array.from({ length: 1100 }, (_, i) => `many/k${String((i * 7919) % 1100).padStart(4, '0')}.bin`);
-  const deeper = ['many/k0500.bin.d/inner', 'many/sub/deep'];
-  await inPool([...keys, ...deeper], 16, (k) => storage.put(k, k));
-  const commands = recordCommands(client);
-
-  const expected = [...keys].sort();
-  const flat = await storage.list('many');
-  assert.equal(flat.length, 1100);
-  assert.deepEqual(flat.map((o) => o.key), expected, 'every key once, in order, none from below');
-  assert.ok(flat.every((o) => o.size === 'many/k0000.bin'.length && o.mtimeMs > 0));
-  const pages = commands.filter((c) => c.command === 'ListObjectsV2Command');
-  assert.ok(pages.length >= 2, `paginated (${pages.length} pages)`);
-  assert.equal(pages[0]!.input.ContinuationToken, undefined);
-  assert.equal(typeof pages[1]!.input.ContinuationToken, 'string');
-
-  const deep = await storage.list('many', { recursive: true });
-  assert.deepEqual(deep.map((o) => o.key), [...keys, ...deeper].sort());
-  const all = await storage.list('', { recursive: true });
-  assert.equal(all.length, 1102);
-
-  await storage.delete([...keys, 'many/never-there']);
-  assert.deepEqual((await storage.list('many', { recursive: true })).map((o) => o.key), deeper);
-});
-
-test('S3Storage.delete empties nested directories on s3rver (whose DeleteObjects may answer 500 after deleting)', async () => {
-  const { storage } = await s3rverStorage();
-  const keys = Array.from({ length: 60 }, (_, i) => `t/p=${i % 5}/q=${i % 3}/f${i}.parquet`);
-  await inPool(keys, 8, (k) => storage.put(k, 'x'));
-  await storage.put('t/keep', 'k');
-  await storage.delete(keys);
-  assert.deepEqual((await storage.list('t', { recursive: true })).map((o) => o.key), ['t/keep']);
-});
-
-test('S3Storage round-trips keys with spaces, unicode, = and %', async () => {
-  const { storage, client, bucket } = await s3rverStorage();
-  const keys = [
-    'odd/with space.txt',
-    'odd/ünïcødé ☕ 𝄞.bin',
-    'odd/country=Côte d’Ivoire/part=a=b/f.parquet',
-    'odd/100%/literal%2Fslash%20.txt',
-    'odd/plus+sign & amp.txt',
-  ];
-  for (const k of keys) await storage.put(k, `body of ${k}`);
-  for (const k of keys) assert.equal((await storage.get(k))!.toString(), `body of ${k}`, k);
-  assert.deepEqual((await storage.list('odd', { recursive: true })).map((o) => o.key), [...keys].sort());
-  assert.deepEqual((await storage.list('odd/100%')).map((o) => o.key), ['odd/100%/literal%2Fslash%20.txt']);
-  const raw = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'lake/v1/odd/100%/' }));
-  assert.deepEqual((raw.Contents ?? []).map((o) => o.Key), ['lake/v1/odd/100%/literal%2Fslash%20.txt'], 'stored under the literal key');
-  await storage.delete(keys);
-  assert.deepEqual(await storage.list('odd', { recursive: true }), []);
-});
+s3StorageSuite('S3Storage (s3rver)', s3rverStorage, { deleteObjectsAnswers500: true });
 
 test('parseS3Uri splits bucket and prefix and names bad values', () => {
   assert.deepEqual(parseS3Uri('s3://my-bucket/lake/prod/'), { bucket: 'my-bucket', prefix: 'lake/prod' });
@@ -213,11 +81,14 @@ interface DoubleRequest {
   key: string;
   query: string;
   ifNoneMatch: string | undefined;
+  headers: IncomingHttpHeaders;
 }
 
 /**
  * A tiny S3 double (path-style, one bucket) implementing PutObject's documented If-None-Match
  * semantics: `If-None-Match: *` on an existing key answers 412 PreconditionFailed and writes nothing.
+ * DeleteObjects checks its integrity header as S3 documents it: Content-MD5 must match the body, and
+ * a request with neither Content-MD5 nor an x-amz-checksum-* header is refused.
  * `failures` forces an S3 error for a method and key; DeleteObjects can be made to answer 500.
  */
 async function s3Double(): Promise<{
@@ -248,7 +119,7 @@ async function s3Double(): Promise<{
     const key = rest.map((s) => decodeURIComponent(s)).join('/');
     const method = req.method ?? 'GET';
     const ifNoneMatch = req.headers['if-none-match'] as string | undefined;
-    requests.push({ method, key, query: url.search, ifNoneMatch });
+    requests.push({ method, key, query: url.search, ifNoneMatch, headers: req.headers });
     if (bucket !== 'double-bucket') return sendError(res, 404, 'NoSuchBucket', 'The specified bucket does not exist');
     const forced = failures.get(`${method} ${key}`);
     if (forced) return sendError(res, forced.status, forced.code, `forced ${forced.code}`);
@@ -275,6 +146,13 @@ async function s3Double(): Promise<{
       return void res.end();
     }
     if (method === 'POST' && !key && url.searchParams.has('delete')) {
+      const md5 = req.headers['content-md5'];
+      if (md5 !== undefined && md5 !== createHash('md5').update(body).digest('base64')) {
+        return sendError(res, 400, 'BadDigest', 'The Content-MD5 you specified did not match what we received.');
+      }
+      if (md5 === undefined && !Object.keys(req.headers).some((h) => h.startsWith('x-amz-checksum-'))) {
+        return sendError(res, 400, 'InvalidRequest', 'Missing required header for this request: Content-MD5');
+      }
       if (failDeleteObjects.on) {
         // Like s3rver: delete everything asked for, then answer 500 anyway.
         for (const m of body.toString().matchAll(/<Key>([^<]*)<\/Key>/g)) objects.delete(m[1]!);
@@ -372,5 +250,27 @@ test('S3Storage.delete falls back to single deletes when DeleteObjects answers 5
   double.failDeleteObjects.on = false;
   double.requests.length = 0;
   await s.delete(Array.from({ length: 2500 }, (_, i) => `bulk/${i}`));
-  assert.equal(double.requests.filter((r) => r.method === 'POST').length, 3);
+  const batches = double.requests.filter((r) => r.method === 'POST');
+  assert.equal(batches.length, 3);
+  // Content-MD5 (checked by the double) in place of the SDK's CRC32, which S3-compatible services such as Swift's s3api reject.
+  for (const r of batches) {
+    assert.equal(typeof r.headers['content-md5'], 'string');
+    assert.deepEqual(Object.keys(r.headers).filter((h) => h.startsWith('x-amz-checksum-') || h === 'x-amz-sdk-checksum-algorithm'), []);
+  }
+});
+
+test('S3Storage.putIfAbsent fails, never pretends, on a service without conditional writes (501 NotImplemented, as Swift s3api answers)', async () => {
+  const double = await s3Double();
+  const s = doubleStorage(double.endpoint, 3);
+  double.failures.set('PUT p/locks/l', { status: 501, code: 'NotImplemented' });
+  await assert.rejects(s.putIfAbsent('locks/l', 'x'), (err: unknown) => {
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.retriable, false, 'waiting does not make a server implement conditional writes');
+    assert.match(err.message, /s3:\/\/double-bucket\/p\/locks\/l/);
+    assert.match(err.message, /does not implement conditional writes \(PutObject with If-None-Match: \*\)/);
+    assert.match(err.message, /NotImplemented \(HTTP 501\)/);
+    return true;
+  });
+  assert.equal(double.requests.filter((r) => r.key === 'p/locks/l').length, 1, 'not retried');
+  assert.equal(double.objects.has('p/locks/l'), false);
 });

@@ -4,11 +4,14 @@ import { createCollector } from '../../collector/collector.ts';
 import { ConfigError } from '../../errors.ts';
 import { Ingestor } from '../../ingest/ingestor.ts';
 import { queryHandler } from '../../query/query-endpoint.ts';
-import { LocalLog, LocalLogSource } from '../../source/local-log.ts';
+import { kinesisClient } from '../../aws/kinesis-client.ts';
+import { consumeKinesis } from '../../ingest/kinesis-consumer.ts';
+import { KinesisLog } from '../../source/kinesis-log.ts';
+import { LocalLog, LocalLogSource, type EventLog } from '../../source/local-log.ts';
 import { parseDuration, parseSize } from '../../units.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 
-export const DEV_HELP = `tributary dev --write-key KEY [--lake DIR] [--port 8088] [--host 127.0.0.1]
+export const DEV_HELP = `tributary dev --write-key KEY [--lake DIR] [--port 8088] [--host 127.0.0.1] [--kinesis STREAM]
 
 A whole real-time stack in one process: a Segment-compatible collector (POST /v1/batch, /v1/track,
 ... with the write key as HTTP Basic user) appending to a local log in <lake>/_tributary/log, a
@@ -19,6 +22,11 @@ events, flush, commit, exit 0.
   --write-key KEY          required (or $TRIBUTARY_WRITE_KEY)
   --max-file-age DURATION  --target-file-size SIZE  --partition-by FIELDS   as for ingest
   --views DIR              extra .sql views for queries
+
+With --kinesis STREAM the collector puts events to the stream (answering 200 once Kinesis accepted
+them) and the consumer reads the stream instead of the local log, sharing its shards with any other
+consumers of the lake (see ingest --kinesis); --region, --endpoint, --consumer-name, --lease-timeout
+and --shard-sync as for ingest.
 `;
 
 export async function devCommand(argv: string[], io: Io): Promise<number> {
@@ -31,6 +39,12 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
     'target-file-size': { type: 'string' },
     'partition-by': { type: 'string' },
     views: { type: 'string', multiple: true },
+    kinesis: { type: 'string' },
+    region: { type: 'string' },
+    endpoint: { type: 'string' },
+    'consumer-name': { type: 'string' },
+    'lease-timeout': { type: 'string' },
+    'shard-sync': { type: 'string' },
   });
   if (values.help) {
     io.stdout.write(DEV_HELP);
@@ -45,9 +59,16 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
   const settings = await lakeSettings(values, io);
   const { config } = settings;
   const { storage, catalog } = settings.open();
+  const kinesis = values.kinesis;
+  if (kinesis === undefined) {
+    for (const k of ['region', 'endpoint', 'consumer-name', 'lease-timeout', 'shard-sync'] as const) {
+      if (values[k] !== undefined) throw new ConfigError(`dev: --${k} applies to --kinesis only`);
+    }
+  }
   // The log must be on local disk (fsync); for an S3 lake it lives in ./.tributary/log.
   const logDir = storage.localPath('_tributary/log') ?? path.resolve(io.cwd, '.tributary', 'log');
-  const log = await LocalLog.open(logDir);
+  const client = kinesis === undefined ? null : kinesisClient({ region: values.region, endpoint: values.endpoint });
+  const log: EventLog = client === null ? await LocalLog.open(logDir) : new KinesisLog({ stream: kinesis!, client });
   const ac = new AbortController();
   const ingestor = new Ingestor(storage, catalog, {
     targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
@@ -57,8 +78,23 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
     tables: config.tables,
     signal: ac.signal,
   });
-  const source = new LocalLogSource(logDir, { log, signal: ac.signal });
-  const consuming = ingestor.run(source);
+  const source = client === null ? new LocalLogSource(logDir, { log: log as LocalLog, signal: ac.signal }) : null;
+  const consuming =
+    source !== null
+      ? ingestor.run(source)
+      : consumeKinesis(
+          ingestor,
+          {
+            stream: kinesis!,
+            storage,
+            client: client!,
+            consumerName: values['consumer-name'],
+            leaseTimeoutMs: values['lease-timeout'] === undefined ? undefined : parseDuration('--lease-timeout', values['lease-timeout']),
+            shardSyncMs: values['shard-sync'] === undefined ? undefined : parseDuration('--shard-sync', values['shard-sync']),
+            onLog: (line) => io.stderr.write(`${new Date().toISOString()} ${line}\n`),
+          },
+          ac.signal,
+        );
   consuming.catch(() => undefined); // reported below
   const collector = createCollector({ log, writeKeys: [writeKey] });
   const viewDirs = [...(config.views ?? []), ...(values.views ?? [])].map((d) => path.resolve(io.cwd, d));
@@ -74,7 +110,7 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
   const addr = server.address() as { port: number };
   const url = `http://${host}:${addr.port}`;
   io.stdout.write(
-    `tributary dev: collector and live queries on ${url} (lake ${storage.root}, log ${logDir})\n` +
+    `tributary dev: collector and live queries on ${url} (lake ${storage.root}, ${kinesis === undefined ? `log ${logDir}` : `Kinesis stream ${kinesis}`})\n` +
       `  send:  point a Segment client at ${url} with write key ${JSON.stringify(writeKey)}\n` +
       `  query: npx tributary query --live ${url} --write-key ${JSON.stringify(writeKey)} "SELECT * FROM experiment_results"\n`,
   );
@@ -98,7 +134,9 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
   server.closeAllConnections();
   await collector.close();
   // Drain: everything acknowledged goes into the lake before we exit (a second signal aborts).
-  source.finish();
+  // Events acknowledged through Kinesis are durable there: the consumer commits what it read and stops.
+  if (source !== null) source.finish();
+  else ac.abort();
   process.once('SIGINT', () => ac.abort());
   process.once('SIGTERM', () => ac.abort());
   try {

@@ -30,6 +30,7 @@ Kinesis (several processes may consume one stream into one lake; shards are shar
                            for shards without a checkpoint
   --consumer-name NAME     this process in leases and logs (default <host>-<pid>)
   --lease-timeout DURATION a dead consumer's shards are taken over after it (default 30s)
+  --shard-sync DURATION    how often shards, leases and balance are reviewed (default 10s)
 `;
 
 export async function ingestCommand(argv: string[], io: Io): Promise<number> {
@@ -47,6 +48,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
     start: { type: 'string' },
     'consumer-name': { type: 'string' },
     'lease-timeout': { type: 'string' },
+    'shard-sync': { type: 'string' },
   });
   if (values.help) {
     io.stdout.write(INGEST_HELP);
@@ -55,7 +57,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
   const kinesis = values.kinesis;
   if (kinesis === undefined) {
     if (positionals.length === 0) throw new ConfigError('ingest: no input given; name NDJSON files, or - for standard input (or --kinesis STREAM)');
-    for (const k of ['region', 'endpoint', 'start', 'consumer-name', 'lease-timeout'] as const) {
+    for (const k of ['region', 'endpoint', 'start', 'consumer-name', 'lease-timeout', 'shard-sync'] as const) {
       if (values[k] !== undefined) throw new ConfigError(`ingest: --${k} applies to --kinesis only`);
     }
   } else if (positionals.length > 0) {
@@ -95,15 +97,17 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
   let stats: IngestStats;
   try {
     if (kinesis !== undefined) {
-      stats = await consumeKinesis(storage, catalog, ingestOptions, {
+      stats = await consumeKinesis(new Ingestor(storage, catalog, ingestOptions), {
         stream: kinesis,
+        storage,
         region: values.region,
         endpoint: values.endpoint,
         start: values.start === undefined ? undefined : parseKinesisStart(values.start),
         consumerName: values['consumer-name'],
         leaseTimeoutMs: values['lease-timeout'] === undefined ? undefined : parseDuration('--lease-timeout', values['lease-timeout']),
+        shardSyncMs: values['shard-sync'] === undefined ? undefined : parseDuration('--shard-sync', values['shard-sync']),
         onLog: (line) => io.stderr.write(`${new Date().toISOString()} ${line}\n`),
-      });
+      }, controller.signal);
     } else {
       const source = new FileSource(positionals.map((p) => (p === '-' ? p : path.resolve(io.cwd, p))), { stdin: io.stdin as never });
       stats = await new Ingestor(storage, catalog, ingestOptions).run(source);
