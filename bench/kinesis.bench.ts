@@ -13,10 +13,10 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { listCommittedFiles } from '../src/catalog/files.ts';
+import { Ingestor } from '../src/ingest/ingestor.ts';
 import { consumeKinesis } from '../src/ingest/kinesis-consumer.ts';
 import { openLocalLake } from '../src/lake.ts';
 import { sampleLines } from '../src/sample/generate.ts';
-import type { KinesisSource } from '../src/source/kinesis-source.ts';
 import { openDuckDB, sqlString } from '../src/writer/duckdb.ts';
 import { createStream, listShards, localKinesisClient, putLines } from '../test/support/kinesalite.ts';
 
@@ -52,7 +52,8 @@ async function consumeChild([endpoint, stream, lake, events, perCall]: string[])
   const expected = Number(events);
   const { storage, catalog } = openLocalLake(lake!);
   const ac = new AbortController();
-  let source: KinesisSource | undefined;
+  const held = new Set<string>();
+  let ready = false;
   let readSec = NaN;
   let committedSec = NaN;
   let readCpu = NaN;
@@ -63,38 +64,43 @@ async function consumeChild([endpoint, stream, lake, events, perCall]: string[])
   };
   const cpu0 = cpu();
   const t0 = performance.now();
-  const run = consumeKinesis(
-    storage,
-    catalog,
+  const ingestor = new Ingestor(storage, catalog, {
+    maxFileAgeMs: CAP_MS,
+    signal: ac.signal,
+    onProgress: (s) => {
+      const at = (performance.now() - t0) / 1000;
+      if (Number.isNaN(readSec) && s.read >= expected) {
+        readSec = at;
+        readCpu = cpu() - cpu0;
+      }
+      if (Number.isNaN(committedSec) && s.written + s.deadLettered >= expected) {
+        committedSec = at;
+        committedCpu = cpu() - cpu0;
+      }
+      if (s.written + s.deadLettered >= expected) ac.abort();
+    },
+  });
+  const stats = await consumeKinesis(
+    ingestor,
     {
-      maxFileAgeMs: CAP_MS,
-      signal: ac.signal,
-      onProgress: (s) => {
-        const at = (performance.now() - t0) / 1000;
-        if (Number.isNaN(readSec) && s.read >= expected) {
-          readSec = at;
-          readCpu = cpu() - cpu0;
+      stream: stream!,
+      storage,
+      endpoint,
+      region: 'us-east-1',
+      ...(perCall ? { recordsPerCall: Number(perCall) } : {}),
+      // Progress lines name the shards held: ready (the lag producer may start) once all are.
+      logIntervalMs: 100,
+      onLog: (line) => {
+        const m = /^kinesis [^/]+\/(shardId-\d+): /.exec(line);
+        if (m !== null) held.add(m[1]!);
+        if (!ready && held.size >= SHARDS) {
+          ready = true;
+          process.stdout.write(JSON.stringify({ ready: true }) + '\n');
         }
-        if (Number.isNaN(committedSec) && s.written + s.deadLettered >= expected) {
-          committedSec = at;
-          committedCpu = cpu() - cpu0;
-        }
-        if (s.written + s.deadLettered >= expected) ac.abort();
       },
     },
-    { stream: stream!, endpoint, region: 'us-east-1', ...(perCall ? { recordsPerCall: Number(perCall) } : {}) },
-    { onSource: (s) => (source = s) },
+    ac.signal,
   );
-  // Ready once every shard is held: the lag producer starts only then.
-  void (async () => {
-    while (source === undefined || source.heldShards().length < SHARDS) await sleep(20);
-    process.stdout.write(JSON.stringify({ ready: true }) + '\n');
-  })();
-  // A handle of our own: the source's pacing sleeps are unref'd, and with nothing else pending Node would end the
-  // process (exit 13) while close() still awaits them.
-  const keep = setInterval(() => undefined, 1000);
-  const stats = await run;
-  clearInterval(keep);
   const stopSec = (performance.now() - t0) / 1000 - committedSec;
   const report: ConsumerReport = {
     readSec,
