@@ -320,13 +320,17 @@ export class KinesisSource implements Source {
         if (err instanceof ConfigError || !isRetriableKinesisError(err)) throw err;
         this.onLog(`kinesis ${this.stream}: shard sync failed, retrying: ${(err as Error).message}`);
       }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, this.shardSyncMs);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
+      if (this.stopped) break;
+      await Promise.race([
+        this.halted,
+        new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, this.shardSyncMs);
+          this.wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        }),
+      ]);
       this.wake = null;
     }
   }
