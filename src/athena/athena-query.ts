@@ -65,7 +65,7 @@ export interface AthenaResult extends QueryResult {
   engineMs?: number;
 }
 
-export interface RunOptions {
+export interface AthenaRunOptions {
   /** Aborting stops the query (StopQueryExecution) and rejects with a QueryError. */
   signal?: AbortSignal;
   /** ClientRequestToken (32..128 characters); default a fresh UUID, reused by every retry of the start. */
@@ -154,7 +154,7 @@ export class AthenaQuery {
   }
 
   /** Runs `sql` to completion and returns every row. */
-  async run(sql: string, options: RunOptions = {}): Promise<AthenaResult> {
+  async run(sql: string, options: AthenaRunOptions = {}): Promise<AthenaResult> {
     const id = await this.start(sql, options);
     const execution = await this.wait(id, options.signal);
     const result = await this.results(id, execution.StatementType, options.signal);
@@ -168,7 +168,7 @@ export class AthenaQuery {
   }
 
   /** StartQueryExecution; returns the QueryExecutionId. */
-  async start(sql: string, options: RunOptions = {}): Promise<string> {
+  async start(sql: string, options: AthenaRunOptions = {}): Promise<string> {
     if (typeof sql !== 'string' || sql.trim().length === 0) badOption('Athena query', sql, 'a non-empty SQL statement');
     if (sql.length > ATHENA_MAX_QUERY_LENGTH) badOption('Athena query', `${sql.slice(0, 40)}… (${sql.length} characters)`, `at most ${ATHENA_MAX_QUERY_LENGTH} characters (StartQueryExecution QueryString)`);
     const token = options.clientRequestToken ?? randomUUID();
