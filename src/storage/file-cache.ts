@@ -8,6 +8,8 @@ import type { ObjectInfo, Storage } from './storage.ts';
 
 /** Default size cap of the cache: 10 GiB. */
 export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
+/** Names of the per-storage-root directories of copies. */
+const ROOT_DIR = /^[0-9a-f]{16}$/;
 /** Where leases keep their links, inside the cache directory. */
 const LEASES_DIR = '.leases';
 /** A temporary download older than this is a leftover of a killed process. */
@@ -184,7 +186,10 @@ export class FileCache {
     }
   }
 
-  /** Every file under the cache directory but the leases. */
+  /**
+   * Every copy in the cache: the files under its storage-root directories (16 hex digits), nothing
+   * else — a cache directory pointed at a place holding other files never loses them to eviction.
+   */
   private async scan(): Promise<Array<{ path: string; size: number; mtimeMs: number; nlink: number; tmp: boolean }>> {
     const out: Array<{ path: string; size: number; mtimeMs: number; nlink: number; tmp: boolean }> = [];
     const now = Date.now();
@@ -199,10 +204,10 @@ export class FileCache {
       for (const n of names) {
         const p = path.join(d, n.name);
         if (n.isDirectory()) {
-          if (!(top && n.name === LEASES_DIR)) await walk(p, false);
+          if (!top || ROOT_DIR.test(n.name)) await walk(p, false);
           continue;
         }
-        if (!n.isFile()) continue;
+        if (top || !n.isFile()) continue;
         try {
           const st = await fsp.stat(p);
           const tmp = n.name.endsWith('.tmp');

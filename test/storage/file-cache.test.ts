@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, linkSync, mkdirSync, readFileSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError } from '../../src/errors.ts';
@@ -63,7 +63,13 @@ test('the size cap evicts the least recently used copies first, a hit counting a
   const body = 'x'.repeat(1000);
   for (const k of ['a', 'b', 'c', 'd']) await storage.put(`t/${k}.parquet`, body);
   const objs = Object.fromEntries(await Promise.all(['a', 'b', 'c', 'd'].map(async (k) => [k, await listed(storage, `t/${k}.parquet`)] as const)));
-  const cache = new FileCache(storage, { dir: tempDir('fc-lru'), maxBytes: 3000 });
+  const dir = tempDir('fc-lru');
+  // Files that are not the cache's own, in the directory it was pointed at: eviction never touches them.
+  mkdirSync(`${dir}/photos`);
+  writeFileSync(`${dir}/photos/old.jpg`, 'x'.repeat(5000));
+  writeFileSync(`${dir}/notes.txt`, 'x'.repeat(5000));
+  utimesSync(`${dir}/photos/old.jpg`, 1, 1);
+  const cache = new FileCache(storage, { dir, maxBytes: 3000 });
   const fetch = async (...keys: string[]) => {
     const l = cache.lease();
     await l.paths(keys.map((k) => objs[k]!));
@@ -78,6 +84,7 @@ test('the size cap evicts the least recently used copies first, a hit counting a
   assert.deepEqual(['a', 'b', 'c', 'd'].map((k) => existsSync(cache.entryPath(objs[k]!))), [true, false, true, true]);
   assert.deepEqual([cache.stats.evictedFiles, cache.stats.evictedBytes], [1, 1000]);
   assert.deepEqual(await cache.usage(), { files: 3, bytes: 3000 });
+  assert.ok(existsSync(`${dir}/photos/old.jpg`) && existsSync(`${dir}/notes.txt`), 'foreign files stay');
 });
 
 test('a copy a lease holds is never evicted, whatever the cap; released, it goes first', async () => {
