@@ -11,6 +11,7 @@ export { listCommittedFiles, type CommittedFile } from './catalog/files.ts';
 export { syncCatalog, type SyncResult } from './catalog/sync.ts';
 export { openLake } from './lake.ts';
 export { athenaDdl, type DdlOptions } from './athena/ddl.ts';
+export { AthenaQuery, athenaValue, type AthenaQueryOptions, type AthenaResult, type AthenaRunOptions } from './athena/athena-query.ts';
 export type { Source, RecordBatch, SourceRecord } from './source/source.ts';
 export { FileSource, type FileSourceOptions } from './source/file-source.ts';
 export { LocalLog, LocalLogSource, type EventLog, type LocalLogOptions } from './source/local-log.ts';

@@ -20,6 +20,7 @@ Commands:
   compact merge         merge small files into target-size ones (safe beside ingest and queries)
   jobs list|run|schedule  scheduled jobs from jobs/*.ts and tributary.jobs.json
   athena ddl            Athena CREATE EXTERNAL TABLE / ADD PARTITION statements for the lake
+  athena query "<SQL>"  run SQL on Amazon Athena, printed like query
   catalog ls|sync       list the catalog; mirror the embedded catalog into Glue
   dev                   collector + local log + consumer + live queries in one process
   demo                  generate sample events, ingest them and show the A/B-test results

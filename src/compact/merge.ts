@@ -7,7 +7,7 @@ import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
 import { PartitionGuard } from '../catalog/partition-guard.ts';
 import { EVENT_TYPES, sortColumnsFor, type EventType } from '../events/schema.ts';
 import { WriterError, badOption } from '../errors.ts';
-import { FileCache } from '../storage/file-cache.ts';
+import { FileCache, type CachedObject } from '../storage/file-cache.ts';
 import { RANGES_METADATA_KEY } from '../ingest/file-names.ts';
 import type { RangesMeta } from '../ingest/recovery.ts';
 import { partitionPath } from '../partition/hive-path.ts';
@@ -233,9 +233,18 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
 }
 
 /** Writes one sorted file holding every row of `keys`; checks the row count; returns its size. */
-async function mergeFiles(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], storage: Storage, t: TableDef, inputs: Array<{ key: string; size: number }>, outPath: string, compression: Compression): Promise<number> {
+async function mergeFiles(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], storage: Storage, t: TableDef, inputs: CachedObject[], outPath: string, compression: Compression): Promise<number> {
+  const lease = new FileCache(storage).lease();
+  try {
+    return await mergeCopies(conn, t, inputs, await lease.paths(inputs), outPath, compression);
+  } finally {
+    lease.release();
+  }
+}
+
+/** mergeFiles over local copies of the inputs. */
+async function mergeCopies(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], t: TableDef, inputs: CachedObject[], paths: string[], outPath: string, compression: Compression): Promise<number> {
   const keys = inputs.map((f) => f.key);
-  const paths = await new FileCache(storage).paths(inputs);
   const list = `[${paths.map(sqlString).join(', ')}]`;
   const meta = await conn.runAndReadAll(`SELECT sum(num_rows)::BIGINT FROM parquet_file_metadata(${list})`);
   const expected = Number(meta.getRows()[0]![0]);

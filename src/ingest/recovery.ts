@@ -1,6 +1,6 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { partitionKey, type Catalog, type PartitionDef } from '../catalog/catalog.ts';
-import { listCommittedFiles } from '../catalog/files.ts';
+import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
 import { FileCache } from '../storage/file-cache.ts';
 import type { Storage } from '../storage/storage.ts';
 import { sqlString } from '../writer/duckdb.ts';
@@ -37,7 +37,7 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
   const partitions = new Map(parts.map((p) => [partitionKey(p.values), p]));
   const marks: PartitionMarks = new Map();
   const footers: Array<{ path: string; part: string }> = [];
-  const cache = new FileCache(storage);
+  const needFooters: CommittedFile[] = [];
   for (const f of await listCommittedFiles(storage, catalog, table, parts)) {
     const name = f.key.slice(f.key.lastIndexOf('/') + 1);
     const part = partitionKey(f.partition.values);
@@ -46,8 +46,21 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
       if (parsed.source === source) raise(marks, part, parsed.shard, parsed.last);
       continue;
     }
-    footers.push({ path: await cache.path(f.key, f.size), part });
+    needFooters.push(f);
   }
+  const lease = new FileCache(storage).lease();
+  try {
+    const local = await lease.paths(needFooters);
+    needFooters.forEach((f, i) => footers.push({ path: local[i]!, part: partitionKey(f.partition.values) }));
+    await readFooterMarks(conn, footers, source, marks);
+  } finally {
+    lease.release();
+  }
+  return { partitions, marks };
+}
+
+/** Raises `marks` from the ranges recorded in the footers of (multi-shard and merged) files. */
+async function readFooterMarks(conn: DuckDBConnection, footers: Array<{ path: string; part: string }>, source: string, marks: PartitionMarks): Promise<void> {
   const byPath = new Map(footers.map((f) => [f.path, f.part]));
   for (let i = 0; i < footers.length; i += 500) {
     const list = footers.slice(i, i + 500).map((f) => sqlString(f.path)).join(', ');
@@ -63,5 +76,4 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
       }
     }
   }
-  return { partitions, marks };
 }

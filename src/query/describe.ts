@@ -28,13 +28,13 @@ export async function describeLake(storage: Storage, catalog: Catalog): Promise<
   const tables = await catalog.listTables();
   const out: TableInfo[] = [];
   const { instance, conn } = await openDuckDB({ memoryLimit: '256MB' });
-  const cache = new FileCache(storage);
+  const lease = new FileCache(storage).lease();
   try {
     for (const t of tables) {
       const parts = await catalog.getPartitions(t.name);
       const files = await listCommittedFiles(storage, catalog, t.name, parts);
       const rowsByPath = new Map<string, number>();
-      const local = await cache.paths(files);
+      const local = await lease.paths(files);
       const localOf = new Map(files.map((f, i) => [f.key, local[i]!]));
       for (let i = 0; i < local.length; i += 500) {
         const list = local.slice(i, i + 500).map(sqlString).join(', ');
@@ -57,6 +57,7 @@ export async function describeLake(storage: Storage, catalog: Catalog): Promise<
   } finally {
     conn.closeSync();
     instance.closeSync();
+    lease.release();
   }
   return out;
 }

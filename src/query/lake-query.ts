@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Catalog, TableDef } from '../catalog/catalog.ts';
 import { listCommittedFiles } from '../catalog/files.ts';
 import { QueryError } from '../errors.ts';
-import { FileCache } from '../storage/file-cache.ts';
+import { FileCache, type CacheLease } from '../storage/file-cache.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
@@ -32,6 +32,8 @@ export interface LakeQueryOptions {
   /** Rows not committed yet, from the same snapshot (Ingestor.snapshot): unioned into their tables. */
   live?: LiveSnapshot;
   duckdb?: DuckDBOptions;
+  /** Where files of an object-store lake are copied for DuckDB (default: a FileCache with its defaults). */
+  cache?: FileCache;
 }
 
 const GLUE_TO_DUCK: Record<string, string> = { string: 'VARCHAR', timestamp: 'TIMESTAMP_MS', bigint: 'BIGINT', double: 'DOUBLE', boolean: 'BOOLEAN', date: 'DATE' };
@@ -40,8 +42,18 @@ const GLUE_TO_DUCK: Record<string, string> = { string: 'VARCHAR', timestamp: 'TI
  * DuckDB over exactly the catalog's committed files: one view per table over the files at its
  * partitions' locations (a file is either fully there or not at all), Hive partition columns
  * decoded from the paths, so filters on them skip whole files.
+ *
+ * Tables are bound lazily: a query lists and reads (on S3: fetches into the cache) only the files of
+ * the tables it references, directly or through views, as DuckDB's parser reports them; the others
+ * stay empty typed views until a query needs them. A statement the parser cannot serialize (DDL,
+ * PRAGMA, COPY) binds every table.
  */
 export class LakeQuery {
+  /** Tables whose views read their files (the others are empty placeholders). */
+  private readonly bound = new Set<string>();
+  /** SQL of the registered views, to follow a view to the tables it reads. */
+  private readonly viewBodies = new Map<string, string>();
+
   private constructor(
     private readonly instance: DuckDBInstance,
     private readonly conn: DuckDBConnection,
@@ -49,20 +61,37 @@ export class LakeQuery {
     readonly tables: TableDef[],
     /** Views registered, and those skipped with the reason. */
     readonly views: { name: string; error?: string }[],
+    /** Holds the cached copies the views read until close(). */
+    private readonly lease: CacheLease,
+    private readonly storage: Storage,
+    private readonly catalog: Catalog,
+    private readonly spools: LiveSpool[],
   ) {}
 
-  /** Opens DuckDB over the lake's current committed snapshot. */
+  /** Opens DuckDB over the lake's committed files (each table's, as of the first query that reads it). */
   static async open(storage: Storage, catalog: Catalog, options: LakeQueryOptions = {}): Promise<LakeQuery> {
     const { instance, conn } = await openDuckDB(options.duckdb);
-    const tables = await catalog.listTables();
-    const spools = options.live?.spools ?? [];
-    for (const def of [...spools.map((sp) => sp.def), ...(options.live?.tables ?? [])]) {
-      if (!tables.some((t) => t.name === def.name)) tables.push(def); // not committed yet
+    const lease = (options.cache ?? new FileCache(storage)).lease();
+    try {
+      const tables = await catalog.listTables();
+      const spools = options.live?.spools ?? [];
+      for (const def of [...spools.map((sp) => sp.def), ...(options.live?.tables ?? [])]) {
+        if (!tables.some((t) => t.name === def.name)) tables.push(def); // not committed yet
+      }
+      tables.sort((a, b) => (a.name < b.name ? -1 : 1));
+      for (const t of tables) await conn.run(`CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${emptySelectSql(t)}`);
+      const q = new LakeQuery(instance, conn, tables, [], lease, storage, catalog, spools);
+      await q.loadViews([...(options.builtinViews === false ? [] : [BUILTIN_VIEWS_DIR]), ...(options.viewDirs ?? [])]);
+      return q;
+    } catch (err) {
+      lease.release();
+      conn.closeSync();
+      instance.closeSync();
+      throw err;
     }
-    tables.sort((a, b) => (a.name < b.name ? -1 : 1));
-    for (const t of tables) await conn.run(await tableViewSql(storage, catalog, t, spools.filter((sp) => sp.table === t.name)));
-    const views: { name: string; error?: string }[] = [];
-    const dirs = [...(options.builtinViews === false ? [] : [BUILTIN_VIEWS_DIR]), ...(options.viewDirs ?? [])];
+  }
+
+  private async loadViews(dirs: string[]): Promise<void> {
     for (const dir of dirs) {
       let names: string[];
       try {
@@ -73,20 +102,32 @@ export class LakeQuery {
       for (const file of names) {
         const name = file.slice(0, -4);
         const body = (await fsp.readFile(path.join(dir, file), 'utf8')).trim().replace(/;\s*$/, '');
-        try {
-          await conn.run(`CREATE OR REPLACE VIEW ${sqlIdent(name)} AS ${body}`);
-          views.push({ name });
-        } catch (err) {
-          // A view over a table the lake does not have yet is not an error of the lake.
-          views.push({ name, error: (err as Error).message.split('\n')[0]! });
-        }
+        this.viewBodies.set(name.toLowerCase(), body);
+        const entry: { name: string; error?: string } = { name };
+        const known = this.views.findIndex((v) => v.name === name);
+        if (known >= 0) this.views[known] = entry;
+        else this.views.push(entry);
       }
     }
-    return new LakeQuery(instance, conn, tables, views);
+    await this.registerViews();
+  }
+
+  /** (Re)creates the views, in registration order: after a table is bound, views over it are bound again. */
+  private async registerViews(): Promise<void> {
+    for (const v of this.views) {
+      try {
+        await this.conn.run(`CREATE OR REPLACE VIEW ${sqlIdent(v.name)} AS ${this.viewBodies.get(v.name.toLowerCase())!}`);
+        delete v.error;
+      } catch (err) {
+        // A view over a table the lake does not have yet is not an error of the lake.
+        v.error = (err as Error).message.split('\n')[0]!;
+      }
+    }
   }
 
   /** Runs one SQL statement. */
   async query(sql: string): Promise<QueryResult> {
+    await this.bind(await this.referencedTables(sql));
     let reader;
     try {
       reader = await this.conn.runAndReadAll(sql);
@@ -97,6 +138,55 @@ export class LakeQuery {
     const types = reader.columnTypes().map((t) => t.toString());
     const rows = reader.getRowsJson().map((r) => r.map((v, i) => jsonValue(v, types[i]!)));
     return { columns, types, rows };
+  }
+
+  /** Points the views of `names` at their committed files (and live spools). */
+  private async bind(names: string[]): Promise<void> {
+    const todo = this.tables.filter((t) => names.includes(t.name) && !this.bound.has(t.name));
+    if (todo.length === 0) return;
+    for (const t of todo) {
+      await this.conn.run(await tableViewSql(this.storage, this.catalog, t, this.lease, this.spools.filter((sp) => sp.table === t.name)));
+      this.bound.add(t.name);
+    }
+    await this.registerViews();
+  }
+
+  /** Lake tables `sql` reads, through views too; every table when the parser cannot tell. */
+  private async referencedTables(sql: string): Promise<string[]> {
+    const all = this.tables.map((t) => t.name);
+    const byLower = new Map(all.map((n) => [n.toLowerCase(), n]));
+    const out = new Set<string>();
+    const seen = new Set<string>();
+    const visit = async (text: string): Promise<boolean> => {
+      let parsed: unknown;
+      try {
+        const r = await this.conn.runAndReadAll(`SELECT json_serialize_sql(${sqlString(text)})`);
+        parsed = JSON.parse(String(r.getRows()[0]![0]));
+      } catch {
+        return false;
+      }
+      if ((parsed as { error?: boolean }).error !== false) return false;
+      const names: string[] = [];
+      const walk = (v: unknown): void => {
+        if (Array.isArray(v)) v.forEach(walk);
+        else if (v !== null && typeof v === 'object') {
+          const o = v as Record<string, unknown>;
+          if (o.type === 'BASE_TABLE' && typeof o.table_name === 'string') names.push(o.table_name.toLowerCase());
+          Object.values(o).forEach(walk);
+        }
+      };
+      walk(parsed);
+      for (const n of names) {
+        if (byLower.has(n)) out.add(byLower.get(n)!);
+        const body = this.viewBodies.get(n);
+        if (body !== undefined && !seen.has(n)) {
+          seen.add(n);
+          if (!(await visit(body))) return false;
+        }
+      }
+      return true;
+    };
+    return (await visit(sql)) ? [...out] : all;
   }
 
   private explain(err: unknown): QueryError {
@@ -115,12 +205,13 @@ export class LakeQuery {
   close(): void {
     this.conn.closeSync();
     this.instance.closeSync();
+    this.lease.release();
   }
 }
 
 /** The CREATE VIEW statement for a table over its committed files (and its live spools, if any). */
-export async function tableViewSql(storage: Storage, catalog: Catalog, t: TableDef, live: LiveSpool[] = []): Promise<string> {
-  const committed = await committedSelectSql(storage, catalog, t);
+export async function tableViewSql(storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease, live: LiveSpool[] = []): Promise<string> {
+  const committed = await committedSelectSql(storage, catalog, t, lease);
   if (live.length === 0) return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${committed}`;
   // Live rows: the spools read as the writer will write them, partition columns computed as the router does.
   const extra = t.partitionKeys
@@ -131,21 +222,24 @@ export async function tableViewSql(storage: Storage, catalog: Catalog, t: TableD
 }
 
 /** SELECT over a table's committed files (an empty, typed SELECT when it has none). */
-async function committedSelectSql(storage: Storage, catalog: Catalog, t: TableDef): Promise<string> {
+async function committedSelectSql(storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease): Promise<string> {
   const files = await listCommittedFiles(storage, catalog, t.name);
   const hiveTypes = t.partitionKeys
     .map((k) => `${sqlIdent(k.name)}: ${sqlString(PARTITION_FIELDS[k.name as PartitionField]?.duckType ?? 'VARCHAR')}`)
     .join(', ');
-  if (files.length === 0) {
-    const cols = [...t.columns, ...t.partitionKeys].map((c) => {
-      const duck = PARTITION_FIELDS[c.name as PartitionField] && t.partitionKeys.includes(c) ? PARTITION_FIELDS[c.name as PartitionField].duckType : GLUE_TO_DUCK[c.type] ?? 'VARCHAR';
-      return `CAST(NULL AS ${duck}) AS ${sqlIdent(c.name)}`;
-    });
-    return `SELECT ${cols.join(', ')} WHERE false`;
-  }
-  const paths = (await new FileCache(storage).paths(files)).map(sqlString);
+  if (files.length === 0) return emptySelectSql(t);
+  const paths = (await lease.paths(files)).map(sqlString);
   const hive = t.partitionKeys.length > 0 ? `, hive_partitioning=true, hive_types={${hiveTypes}}` : ', hive_partitioning=false';
   return `SELECT * FROM read_parquet([${paths.join(', ')}]${hive}, union_by_name=true)`;
+}
+
+/** A typed SELECT of no rows with the table's columns (a table without files, or not bound yet). */
+function emptySelectSql(t: TableDef): string {
+  const cols = [...t.columns, ...t.partitionKeys].map((c) => {
+    const duck = PARTITION_FIELDS[c.name as PartitionField] && t.partitionKeys.includes(c) ? PARTITION_FIELDS[c.name as PartitionField].duckType : GLUE_TO_DUCK[c.type] ?? 'VARCHAR';
+    return `CAST(NULL AS ${duck}) AS ${sqlIdent(c.name)}`;
+  });
+  return `SELECT ${cols.join(', ')} WHERE false`;
 }
 
 function jsonValue(v: unknown, type: string): unknown {

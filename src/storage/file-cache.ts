@@ -1,59 +1,425 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { StorageError } from '../errors.ts';
-import type { Storage } from './storage.ts';
+import { badOption, StorageError } from '../errors.ts';
+import { parseSize } from '../units.ts';
+import type { ObjectInfo, Storage } from './storage.ts';
+
+/** Default size cap of the cache: 10 GiB. */
+export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
+/** Names of the per-storage-root directories of copies. */
+const ROOT_DIR = /^[0-9a-f]{16}$/;
+/** Where leases keep their links, inside the cache directory. */
+const LEASES_DIR = '.leases';
+/** A temporary download older than this is a leftover of a killed process. */
+const STALE_TMP_MS = 3_600_000;
+const FETCH_ATTEMPTS = 3;
+
+export interface FileCacheOptions {
+  /** Directory of the copies; default defaultCacheDir(env). */
+  dir?: string;
+  /** Size cap in bytes (a number, or a size such as `2GiB`); default $TRIBUTARY_CACHE_MAX_BYTES, else 10 GiB. */
+  maxBytes?: number | string;
+  /** Environment the defaults are read from; default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** What a FileCache did since it was created. */
+export interface CacheStats {
+  /** Objects found in the cache at the version listed. */
+  hits: number;
+  /** Objects fetched from storage. */
+  misses: number;
+  bytesFetched: number;
+  /** Copies removed to stay under the size cap (least recently used first). */
+  evictedFiles: number;
+  evictedBytes: number;
+  /** Copies of older versions of an object removed when a newer version was fetched. */
+  staleRemoved: number;
+}
+
+/** An object to read through the cache: its key and, from the listing, its size and version. */
+export type CachedObject = Pick<ObjectInfo, 'key' | 'size'> & Partial<Pick<ObjectInfo, 'etag' | 'mtimeMs'>>;
 
 /**
- * Local copies of objects for DuckDB, which cannot read S3 here (httpfs is not installable): a
- * committed data file is immutable (its name is deterministic from its content's positions), so a
- * copy keyed by storage root, key and size never goes stale. For local storage it is a no-op.
+ * `$TRIBUTARY_CACHE`, else the OS cache directory (`$XDG_CACHE_HOME/tributary` or
+ * `~/.cache/tributary` on Linux, `~/Library/Caches/tributary` on macOS, `%LOCALAPPDATA%\tributary\Cache`
+ * on Windows), else `<tmp>/tributary-cache`.
+ */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TRIBUTARY_CACHE) return env.TRIBUTARY_CACHE;
+  let home = '';
+  try {
+    home = os.homedir();
+  } catch {
+    home = '';
+  }
+  if (process.platform === 'win32' && env.LOCALAPPDATA) return path.join(env.LOCALAPPDATA, 'tributary', 'Cache');
+  if (process.platform === 'darwin' && home) return path.join(home, 'Library', 'Caches', 'tributary');
+  if (env.XDG_CACHE_HOME) return path.join(env.XDG_CACHE_HOME, 'tributary');
+  if (home) return path.join(home, '.cache', 'tributary');
+  return path.join(os.tmpdir(), 'tributary-cache');
+}
+
+/** Lease directories of this process that are still open (others of this pid are leftovers). */
+const openLeases = new Set<string>();
+
+/**
+ * Local copies of objects for DuckDB, which cannot read S3 here (httpfs is not installable).
+ *
+ * - Copies are keyed by storage root, key and version (the listing's ETag; size+mtime without one):
+ *   a changed object at the same key is fetched again, and the copies of its older versions are
+ *   removed. A copy keeps its key's directories (Hive `k=v` paths are how DuckDB reads partition
+ *   values) under `<dir>/<hash of the root>/`.
+ * - The cache holds at most `maxBytes`: before fetching, the least recently used copies are removed
+ *   to make room (a hit refreshes a copy's mtime, which is the recency). The copies one query needs
+ *   are kept even when they alone exceed the cap.
+ * - Readers take a lease: it hard-links every copy it uses into a directory of its own, with the
+ *   original key path. Eviction never removes a copy that has such a link (its link count is above
+ *   one), so a running query — in this process or another — never loses a file; a lease left behind
+ *   by a killed process is removed by the next eviction.
+ * - Objects of a storage that DuckDB can read in place (a local directory) are used where they are.
  */
 export class FileCache {
   readonly dir: string;
+  readonly maxBytes: number;
+  readonly stats: CacheStats = { hits: 0, misses: 0, bytesFetched: 0, evictedFiles: 0, evictedBytes: 0, staleRemoved: 0 };
+  /** `<dir>/<hash of the storage root>`: this storage's copies. */
+  private readonly base: string;
+  private evicting: Promise<unknown> = Promise.resolve();
 
-  /** @param dir where copies go; default $TRIBUTARY_CACHE, else <tmp>/tributary-cache. Disk cost: the lake files read. */
   constructor(
     private readonly storage: Storage,
-    dir?: string,
+    options: FileCacheOptions = {},
   ) {
-    this.dir = dir ?? process.env.TRIBUTARY_CACHE ?? path.join(os.tmpdir(), 'tributary-cache');
+    const env = options.env ?? process.env;
+    const dir = options.dir ?? defaultCacheDir(env);
+    if (typeof dir !== 'string' || dir.trim() === '') badOption('cache directory', dir, 'a directory path');
+    this.dir = path.resolve(dir);
+    const max = options.maxBytes ?? (env.TRIBUTARY_CACHE_MAX_BYTES || undefined);
+    const maxBytes = max === undefined ? DEFAULT_CACHE_MAX_BYTES : parseSize('cache size cap (--cache-max-bytes)', max);
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) badOption('cache size cap (--cache-max-bytes)', max, 'a size in bytes from 0, such as 10GiB');
+    this.maxBytes = maxBytes;
+    this.base = path.join(this.dir, createHash('sha256').update(storage.root).digest('hex').slice(0, 16));
   }
 
-  /** A local path holding the object's bytes (downloading it once). */
-  async path(key: string, size: number): Promise<string> {
-    const direct = this.storage.localPath(key);
-    if (direct !== undefined) return direct;
-    // The copy keeps the key's path (Hive `k=v` directories are how DuckDB reads partition values).
-    const base = path.join(this.dir, createHash('sha256').update(this.storage.root).digest('hex').slice(0, 16));
-    const local = path.resolve(base, ...key.split('/'));
-    if (!local.startsWith(base + path.sep)) throw new StorageError(`key ${JSON.stringify(key)} leaves the cache directory`);
-    try {
-      if ((await fsp.stat(local)).size === size) return local;
-    } catch {
-      // not cached yet
-    }
-    const body = await this.storage.get(key);
-    if (body === undefined) throw new StorageError(`${this.storage.root}/${key} disappeared before it could be read (compacted away?)`, { retriable: true });
-    await fsp.mkdir(path.dirname(local), { recursive: true });
-    const tmp = `${local}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    await fsp.writeFile(tmp, body);
-    await fsp.rename(tmp, local);
+  /** True when the storage's objects are read where they are (no copies, no statistics). */
+  get inPlace(): boolean {
+    return this.storage.localPath('probe') !== undefined;
+  }
+
+  /** A new lease: paths() copies (or finds) objects and keeps them from eviction until release(). */
+  lease(): CacheLease {
+    return new CacheLease(this, this.storage, path.join(this.dir, LEASES_DIR, `${process.pid}-${randomBytes(6).toString('hex')}`));
+  }
+
+  /** The path of the copy of `o` at its listed version. */
+  entryPath(o: CachedObject, etag = o.etag): string {
+    const version = etag ?? `${o.size}-${o.mtimeMs ?? ''}`;
+    const tag = createHash('sha256').update(version).digest('hex').slice(0, 16);
+    const local = this.keyPath(this.base, o.key);
+    const ext = path.extname(local);
+    return `${local.slice(0, local.length - ext.length)}.v${tag}${ext}`;
+  }
+
+  /** `root/<key>`, refusing keys that would leave `root`. */
+  keyPath(root: string, key: string): string {
+    const local = path.resolve(root, ...key.split('/'));
+    if (!local.startsWith(root + path.sep)) throw new StorageError(`key ${JSON.stringify(key)} leaves the cache directory`);
     return local;
   }
 
-  /** Local paths of many objects, fetched a few at a time. */
-  async paths(objects: Array<{ key: string; size: number }>, concurrency = 8): Promise<string[]> {
-    const out: string[] = new Array(objects.length);
-    let next = 0;
-    const worker = async () => {
-      while (next < objects.length) {
-        const i = next++;
-        out[i] = await this.path(objects[i]!.key, objects[i]!.size);
+  /** Bytes and files the cache holds (every storage's copies). */
+  async usage(): Promise<{ files: number; bytes: number }> {
+    const entries = await this.scan();
+    return { files: entries.length, bytes: entries.reduce((a, e) => a + e.size, 0) };
+  }
+
+  /**
+   * Removes least recently used copies that no lease holds until the cache plus `neededBytes` fits
+   * the cap; also leftovers (leases of dead processes, old temporary downloads). Serialized per instance.
+   */
+  evict(neededBytes = 0): Promise<{ files: number; bytes: number }> {
+    const run = this.evicting.then(() => this.evictNow(neededBytes));
+    this.evicting = run.catch(() => undefined);
+    return run;
+  }
+
+  private async evictNow(neededBytes: number): Promise<{ files: number; bytes: number }> {
+    await this.removeDeadLeases();
+    const entries = await this.scan();
+    let total = entries.reduce((a, e) => a + e.size, 0);
+    const limit = this.maxBytes - neededBytes;
+    const removed = { files: 0, bytes: 0 };
+    if (total <= limit) return removed;
+    const candidates = entries.filter((e) => e.nlink <= 1 && !e.tmp).sort((a, b) => a.mtimeMs - b.mtimeMs);
+    for (const e of candidates) {
+      if (total <= limit) break;
+      try {
+        // Re-checked right before: a lease may have linked it since the scan.
+        if ((await fsp.stat(e.path)).nlink > 1) continue;
+        await fsp.unlink(e.path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`cannot evict ${e.path} from the cache: ${(err as Error).message}`, { cause: err });
+      }
+      total -= e.size;
+      removed.files++;
+      removed.bytes += e.size;
+      await this.pruneDirs(path.dirname(e.path));
+    }
+    this.stats.evictedFiles += removed.files;
+    this.stats.evictedBytes += removed.bytes;
+    return removed;
+  }
+
+  /** Removes empty directories from `dir` up to (not including) the cache directory. */
+  async pruneDirs(dir: string): Promise<void> {
+    let d = dir;
+    while (d.startsWith(this.dir + path.sep)) {
+      try {
+        await fsp.rmdir(d);
+      } catch {
+        return; // not empty (or gone)
+      }
+      d = path.dirname(d);
+    }
+  }
+
+  /**
+   * Every copy in the cache: the files under its storage-root directories (16 hex digits), nothing
+   * else — a cache directory pointed at a place holding other files never loses them to eviction.
+   */
+  private async scan(): Promise<Array<{ path: string; size: number; mtimeMs: number; nlink: number; tmp: boolean }>> {
+    const out: Array<{ path: string; size: number; mtimeMs: number; nlink: number; tmp: boolean }> = [];
+    const now = Date.now();
+    const walk = async (d: string, top: boolean): Promise<void> => {
+      let names;
+      try {
+        names = await fsp.readdir(d, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw new StorageError(`cannot read the cache directory ${d}: ${(err as Error).message}`, { cause: err });
+      }
+      for (const n of names) {
+        const p = path.join(d, n.name);
+        if (n.isDirectory()) {
+          if (!top || ROOT_DIR.test(n.name)) await walk(p, false);
+          continue;
+        }
+        if (top || !n.isFile()) continue;
+        try {
+          const st = await fsp.stat(p);
+          const tmp = n.name.endsWith('.tmp');
+          if (tmp && now - st.mtimeMs > STALE_TMP_MS) {
+            await fsp.rm(p, { force: true });
+            continue;
+          }
+          out.push({ path: p, size: st.size, mtimeMs: st.mtimeMs, nlink: st.nlink, tmp });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(concurrency, objects.length) }, worker));
+    await walk(this.dir, true);
     return out;
   }
+
+  /** Lease directories whose process is gone (or, for this process, that are no longer open). */
+  private async removeDeadLeases(): Promise<void> {
+    const leases = path.join(this.dir, LEASES_DIR);
+    let names: string[];
+    try {
+      names = await fsp.readdir(leases);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const pid = Number(/^(\d+)-/.exec(name)?.[1]);
+      const full = path.join(leases, name);
+      const dead = !Number.isSafeInteger(pid) || (pid === process.pid ? !openLeases.has(full) : !processAlive(pid));
+      if (dead) await fsp.rm(full, { recursive: true, force: true });
+    }
+  }
+
+  /** Removes copies of other versions of `o` beside `current` that no lease holds. */
+  async removeStale(o: CachedObject, current: string): Promise<void> {
+    const local = this.keyPath(this.base, o.key);
+    const ext = path.extname(local);
+    const stem = path.basename(local).slice(0, path.basename(local).length - ext.length);
+    const dir = path.dirname(current);
+    const same = new RegExp(`^${escapeRegExp(stem)}\\.v[0-9a-f]{16}${escapeRegExp(ext)}$`);
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const p = path.join(dir, name);
+      if (p === current || !same.test(name)) continue;
+      try {
+        if ((await fsp.stat(p)).nlink > 1) continue; // a running query reads it; eviction takes it later
+        await fsp.unlink(p);
+        this.stats.staleRemoved++;
+      } catch {
+        // gone already
+      }
+    }
+  }
+
+  /** The storage-root directory of this cache (for leases). */
+  get storageBase(): string {
+    return this.base;
+  }
+}
+
+/**
+ * The copies one reader (a query) uses, hard-linked into a directory of the lease so that no
+ * eviction removes them while it runs. Release it when done (LakeQuery.close does).
+ */
+export class CacheLease {
+  private released = false;
+
+  constructor(
+    private readonly cache: FileCache,
+    private readonly storage: Storage,
+    /** The lease's own directory. */
+    readonly dir: string,
+  ) {
+    openLeases.add(dir);
+  }
+
+  /** Local paths holding the objects' bytes, in order: copies fetched if missing or stale, linked into the lease. */
+  async paths(objects: CachedObject[], concurrency = 8): Promise<string[]> {
+    if (this.released) throw new StorageError('the cache lease was already released');
+    const out: string[] = new Array(objects.length);
+    const misses: number[] = [];
+    await pool(objects.map((_, i) => i), concurrency, async (i) => {
+      const o = objects[i]!;
+      const direct = this.storage.localPath(o.key);
+      if (direct !== undefined) {
+        out[i] = direct;
+        return;
+      }
+      const use = this.usePath(o.key);
+      if (await this.link(this.cache.entryPath(o), use)) {
+        out[i] = use;
+        this.cache.stats.hits++;
+        const now = new Date();
+        await fsp.utimes(use, now, now).catch(() => undefined); // recency for LRU (the link shares the inode)
+      } else {
+        misses.push(i);
+      }
+    });
+    if (misses.length > 0) {
+      await this.cache.evict(misses.reduce((a, i) => a + objects[i]!.size, 0));
+      await pool(misses, concurrency, async (i) => {
+        out[i] = await this.fetch(objects[i]!);
+      });
+    }
+    return out;
+  }
+
+  /** Removes the lease's links (the copies stay in the cache). */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    rmSync(this.dir, { recursive: true, force: true });
+    openLeases.delete(this.dir);
+  }
+
+  private usePath(key: string): string {
+    return this.cache.keyPath(path.join(this.dir, path.basename(this.cache.storageBase)), key);
+  }
+
+  /** Hard-links `entry` at `use`; false when there is no such copy. */
+  private async link(entry: string, use: string): Promise<boolean> {
+    await fsp.mkdir(path.dirname(use), { recursive: true });
+    try {
+      await fsp.link(entry, use);
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return false;
+      if (code === 'EEXIST') {
+        // Linked before by this lease: keep it if it is the same copy, else take the new one.
+        const [a, b] = await Promise.all([fsp.stat(entry).catch(() => undefined), fsp.stat(use)]);
+        if (a === undefined) return false;
+        if (a.ino === b.ino && a.dev === b.dev) return true;
+        await fsp.unlink(use);
+        return this.link(entry, use);
+      }
+      throw new StorageError(`cannot link ${entry} into the cache lease ${this.dir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Downloads `o` (retrying retriable failures), stores it as the copy of the version read, links it. */
+  private async fetch(o: CachedObject): Promise<string> {
+    const use = this.usePath(o.key);
+    for (let round = 0; ; round++) {
+      const listed = this.cache.entryPath(o);
+      const tmp = `${listed}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+      let got: { size: number; etag?: string } | undefined;
+      try {
+        got = await this.download(o.key, tmp);
+      } catch (err) {
+        await fsp.rm(tmp, { force: true });
+        throw err;
+      }
+      if (got === undefined) {
+        await fsp.rm(tmp, { force: true });
+        throw new StorageError(`${this.storage.root}/${o.key} disappeared before it could be read (compacted away?)`, { retriable: true });
+      }
+      // Named by the version actually read: if the object changed since it was listed, this is the newer one.
+      const entry = got.etag !== undefined && got.etag !== o.etag ? this.cache.entryPath(o, got.etag) : listed;
+      await fsp.rename(tmp, entry);
+      this.cache.stats.misses++;
+      this.cache.stats.bytesFetched += got.size;
+      await this.cache.removeStale(o, entry);
+      if (await this.link(entry, use)) return use;
+      // Evicted by another process between the rename and the link: fetch again (once more at most).
+      if (round >= 1) throw new StorageError(`${entry} was evicted from the cache as soon as it was fetched; is the cache size cap (${this.cache.maxBytes} bytes) too small?`, { retriable: true });
+    }
+  }
+
+  private async download(key: string, tmp: string): Promise<{ size: number; etag?: string } | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // Again each time: a concurrent eviction prunes directories it empties.
+        await fsp.mkdir(path.dirname(tmp), { recursive: true });
+        if (this.storage.download !== undefined) return await this.storage.download(key, tmp);
+        const body = await this.storage.get(key);
+        if (body === undefined) return undefined;
+        await fsp.writeFile(tmp, body);
+        return { size: body.length };
+      } catch (err) {
+        const retriable = (err as StorageError).retriable || (err as NodeJS.ErrnoException).code === 'ENOENT';
+        if (!retriable || attempt >= FETCH_ATTEMPTS) throw err;
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
+  }
+}
+
+async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

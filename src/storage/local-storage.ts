@@ -137,7 +137,7 @@ export class LocalStorage implements Storage {
         } else if (e.isFile()) {
           try {
             const st = await fsp.stat(p);
-            out.push({ key: path.relative(this.root, p).split(path.sep).join('/'), size: st.size, mtimeMs: st.mtimeMs });
+            out.push({ key: path.relative(this.root, p).split(path.sep).join('/'), size: st.size, mtimeMs: st.mtimeMs, etag: `${st.size}-${st.mtimeMs}` });
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; // deleted while listing
           }

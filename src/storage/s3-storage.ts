@@ -1,4 +1,6 @@
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
@@ -6,6 +8,7 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  type GetObjectCommandOutput,
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -217,6 +220,34 @@ export class S3Storage implements Storage {
     }
   }
 
+  /**
+   * GetObject streamed to `localPath`; the body's length is checked against Content-Length, so a
+   * connection dropped mid-body is a (retriable) error, never a short file.
+   */
+  async download(key: string, localPath: string): Promise<{ size: number; etag?: string } | undefined> {
+    const k = this.objectKey(key);
+    let out: GetObjectCommandOutput;
+    try {
+      out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: k }));
+    } catch (err) {
+      const { name, status } = describe(err);
+      if (name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket')) return undefined;
+      throw this.failure('read', k, err);
+    }
+    let size = 0;
+    try {
+      const body = (out.Body ?? Readable.from([])) as Readable;
+      body.on('data', (chunk: Buffer) => (size += chunk.length));
+      await pipeline(body, createWriteStream(localPath));
+    } catch (err) {
+      throw new StorageError(`cannot read ${this.uri(k)} into ${localPath}: ${(err as Error).message}`, { retriable: true, cause: err });
+    }
+    if (out.ContentLength !== undefined && size !== out.ContentLength) {
+      throw new StorageError(`read ${this.uri(k)}: got ${size} of ${out.ContentLength} bytes (connection cut?)`, { retriable: true });
+    }
+    return { size, ...(out.ETag ? { etag: out.ETag } : {}) };
+  }
+
   async list(prefix: string, options: { recursive?: boolean } = {}): Promise<ObjectInfo[]> {
     const rel = normalizeKey(prefix, this.root);
     const base = this.prefix ? `${this.prefix}/` : '';
@@ -241,7 +272,7 @@ export class S3Storage implements Storage {
         const key = o.Key;
         // Keys ending in '/' are "folder" markers made by consoles, not objects LocalStorage could hold.
         if (key === undefined || !key.startsWith(base) || key.endsWith('/')) continue;
-        out.push({ key: key.slice(base.length), size: o.Size ?? 0, mtimeMs: o.LastModified?.getTime() ?? 0 });
+        out.push({ key: key.slice(base.length), size: o.Size ?? 0, mtimeMs: o.LastModified?.getTime() ?? 0, ...(o.ETag ? { etag: o.ETag } : {}) });
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
       if (page.IsTruncated && !token) {

@@ -6,6 +6,11 @@ export interface ObjectInfo {
   size: number;
   /** Last modification time, epoch milliseconds. */
   mtimeMs: number;
+  /**
+   * An opaque version tag that changes whenever the object's content does: the S3 ETag, or
+   * size+mtime for a local file. Caches key their copies by it. Absent when the storage has none.
+   */
+  etag?: string;
 }
 
 /**
@@ -29,6 +34,12 @@ export interface Storage {
   delete(keys: string[]): Promise<void>;
   /** Copies an object inside the storage (a hard link locally, a server-side copy on S3); optional: callers fall back to get + put. */
   copy?(fromKey: string, toKey: string): Promise<void>;
+  /**
+   * Streams the object into the local file `localPath` (created or replaced), without holding it in
+   * memory; its size and version tag, or undefined when there is no object. Optional: callers fall
+   * back to get().
+   */
+  download?(key: string, localPath: string): Promise<{ size: number; etag?: string } | undefined>;
   /** A path DuckDB can read the object from directly, or undefined when it must be fetched first. */
   localPath(key: string): string | undefined;
 }

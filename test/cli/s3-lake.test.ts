@@ -102,3 +102,46 @@ test('catalog sync mirrors the embedded catalog into Glue, following compaction 
   assert.equal(viaGlue.total, expected.valid);
   assert.deepEqual(viaGlue.perEvent, expected.perEvent);
 });
+
+test('query over S3 fetches only the tables it reads into the cache; --verbose reports misses, then hits; the cap evicts', async () => {
+  const dir = tempDir('s3cache');
+  const { endpoint, bucket } = await s3rverBucket();
+  const env = awsEnv(endpoint, `${dir}/default-cache`);
+  const lake = `s3://${bucket}/lake`;
+  const { files, lines } = writeTestInput(dir, 2000, 67);
+  const expected = await expectedAnswers(lines, dir);
+  assert.equal((await runCli(['ingest', '--lake', lake, '--target-file-size', '16KB', ...files], { env })).code, 0);
+  const query = (sql: string, ...extra: string[]) => runCli(['query', '--lake', lake, '--verbose', '--format', 'json', ...extra, sql], { env });
+  const perEvent = 'SELECT event, count(*) AS n FROM tracks GROUP BY 1 ORDER BY 1';
+  const cold = await query(perEvent, '--cache-dir', `${dir}/c1`);
+  assert.equal(cold.code, 0, cold.stderr);
+  const m = /^cache: 0 hits, (\d+) misses, ([\d.]+ [KM]iB) fetched; .*c1 holds \2 of 10\.0 GiB$/m.exec(cold.stderr);
+  assert.ok(m, cold.stderr);
+  const tracksFiles = Number(m[1]);
+  const tables = JSON.parse((await runCli(['tables', '--lake', lake, '--json'], { env })).stdout) as { tables: Array<{ name: string; files: number }> };
+  assert.equal(tracksFiles, tables.tables.find((t) => t.name === 'tracks')!.files, 'only the files of tracks');
+  assert.ok(tables.tables.reduce((a, t) => a + t.files, 0) > tracksFiles);
+  assert.deepEqual(Object.fromEntries((JSON.parse(cold.stdout) as Array<{ event: string; n: number }>).map((r) => [r.event, r.n])), expected.perEvent);
+  const warm = await query(perEvent, '--cache-dir', `${dir}/c1`);
+  assert.equal(warm.stdout, cold.stdout);
+  assert.match(warm.stderr, new RegExp(`^cache: ${tracksFiles} hits, 0 misses, 0 B fetched;`, 'm'));
+  // The view over tracks binds tracks too.
+  const view = await query('SELECT count(*) AS n FROM experiment_results', '--cache-dir', `${dir}/c1`);
+  assert.match(view.stderr, new RegExp(`^cache: ${tracksFiles} hits, 0 misses`, 'm'));
+
+  // A cap of one byte: the files a query reads are still kept for it; the next query evicts them.
+  const tiny = ['--cache-dir', `${dir}/c2`, '--cache-max-bytes', '1'];
+  const first = await query(perEvent, ...tiny);
+  assert.equal(first.stdout, cold.stdout);
+  assert.match(first.stderr, /^cache: 0 hits, \d+ misses, .* fetched; /m);
+  const second = await query('SELECT count(*) AS n FROM pages', ...tiny);
+  assert.equal(second.code, 0, second.stderr);
+  assert.deepEqual(JSON.parse(second.stdout), [{ n: expected.perType.page }]);
+  assert.match(second.stderr, new RegExp(`evicted ${tracksFiles} \\(`));
+
+  const bad = await query(perEvent, '--cache-max-bytes', 'lots');
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--cache-max-bytes.*"lots"/);
+  const local = await runCli(['query', '--lake', `${dir}/nolake`, '--verbose', 'SELECT 1 AS x']);
+  assert.match(local.stderr, /cache: not used/);
+});

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
@@ -9,6 +10,7 @@ import { parseS3Uri, S3Storage } from '../../src/storage/s3-storage.ts';
 import { localS3Client, rerunWithOpenSslLegacyProviderIfNeeded, s3rverBucket } from '../support/s3rver.ts';
 import { s3StorageSuite } from './s3-storage-suite.ts';
 import { storageContract } from './storage-contract.ts';
+import { tempDir } from '../support/tmp.ts';
 
 // s3rver's continuation tokens need OpenSSL's legacy provider (DES): re-run this file with it if needed.
 rerunWithOpenSslLegacyProviderIfNeeded();
@@ -273,4 +275,27 @@ test('S3Storage.putIfAbsent fails, never pretends, on a service without conditio
   });
   assert.equal(double.requests.filter((r) => r.key === 'p/locks/l').length, 1, 'not retried');
   assert.equal(double.objects.has('p/locks/l'), false);
+});
+
+test('S3Storage.download streams an object to a file byte-exact with its ETag; a body cut short is a retriable error', async () => {
+  const { storage } = await s3rverStorage();
+  const dir = tempDir('s3dl');
+  const data = randomBytes(3 * MiB + 17);
+  await storage.put('t/big.parquet', data);
+  const got = await storage.download('t/big.parquet', `${dir}/big`);
+  assert.equal(got!.size, data.length);
+  assert.equal(got!.etag, (await storage.list('t'))[0]!.etag, 'the ETag the listing shows');
+  assert.equal(createHash('sha256').update(readFileSync(`${dir}/big`)).digest('hex'), createHash('sha256').update(data).digest('hex'));
+  assert.equal(await storage.download('t/none', `${dir}/none`), undefined);
+
+  // A server that promises 1000 bytes and hangs up after 10.
+  const cut = createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Length': '1000', ETag: '"abc"', 'Content-Type': 'application/octet-stream' });
+    res.write('0123456789');
+    setTimeout(() => res.destroy(), 20);
+  });
+  await new Promise<void>((resolve) => cut.listen(0, '127.0.0.1', resolve));
+  after(() => new Promise<void>((resolve) => cut.close(() => resolve())));
+  const s = doubleStorage(`http://127.0.0.1:${(cut.address() as AddressInfo).port}`, 1);
+  await assert.rejects(s.download('k', `${dir}/cut`), (err: unknown) => err instanceof StorageError && err.retriable && /p\/k/.test(err.message));
 });

@@ -50,6 +50,18 @@ export function storageContract(name: string, make: () => Promise<Storage>, opti
     assert.deepEqual(await s.list('none'), []);
   });
 
+  test(`${name}: list gives each object a version tag (etag) that changes when its content does`, async () => {
+    const s = await make();
+    await s.put('v/x', 'first');
+    await s.put('v/y', 'first');
+    const [x1, y1] = await s.list('v');
+    assert.ok(typeof x1!.etag === 'string' && x1!.etag.length > 0, 'an etag');
+    await s.put('v/x', 'second, longer');
+    const [x2, y2] = await s.list('v');
+    assert.notEqual(x2!.etag, x1!.etag, 'rewritten: a new etag');
+    assert.equal(y2!.etag, y1!.etag, 'untouched: the same etag');
+  });
+
   test(`${name}: delete removes and ignores missing keys`, async () => {
     const s = await make();
     await s.put('d/x', 'x');

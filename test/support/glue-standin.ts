@@ -27,6 +27,7 @@ import type { AddressInfo } from 'node:net';
 import { after } from 'node:test';
 import { GlueClient } from '@aws-sdk/client-glue';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { any, bool, check, int, list, map, SerializationError, str, struct, timestamp, validationMessage, type Json, type JsonObject, type Shape } from './aws-shapes.ts';
 
 // The SDK warns once per process that its 2027 releases will need Node 22; tests run on Node 20 on purpose.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -45,8 +46,6 @@ export const GLUE_STANDIN_OPERATIONS = [
 ] as const;
 export type GlueOperation = (typeof GLUE_STANDIN_OPERATIONS)[number];
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
 
 export interface RecordedRequest {
   operation: string;
@@ -101,37 +100,6 @@ class GlueError extends Error {
 
 // ------------------------------------------------------------------------------------------------
 // Request shapes, from the Glue API reference.
-
-type Shape =
-  | { t: 'string'; min?: number; max?: number; pattern?: RegExp; patternText?: string }
-  | { t: 'integer'; min?: number; max?: number }
-  | { t: 'boolean' }
-  | { t: 'timestamp' }
-  | { t: 'list'; member: Shape; min?: number; max?: number }
-  | { t: 'map'; key: Shape; value: Shape }
-  | { t: 'structure'; members: Record<string, Shape>; required?: string[] }
-  | { t: 'any' };
-
-/** "Single-line string pattern". */
-const SINGLE_LINE_TEXT = '[\\u0020-\\uD7FF\\uE000-\\uFFFD\\uD800\\uDC00-\\uDBFF\\uDFFF\\t]*';
-const SINGLE_LINE = /^[\u0020-\uD7FF\uE000-\uFFFD\uD800-\uDBFF\uDC00-\uDFFF\t]*$/;
-/** "URI address multi-line string pattern". */
-const MULTI_LINE_TEXT = '[\\u0020-\\uD7FF\\uE000-\\uFFFD\\uD800\\uDC00-\\uDBFF\\uDFFF\\r\\n\\t]*';
-const MULTI_LINE = /^[\u0020-\uD7FF\uE000-\uFFFD\uD800-\uDBFF\uDC00-\uDFFF\r\n\t]*$/;
-
-const str = (min: number | undefined, max: number | undefined, line: 'single' | 'multi' | 'none' = 'single'): Shape => ({
-  t: 'string',
-  min,
-  max,
-  ...(line === 'single' ? { pattern: SINGLE_LINE, patternText: SINGLE_LINE_TEXT } : line === 'multi' ? { pattern: MULTI_LINE, patternText: MULTI_LINE_TEXT } : {}),
-});
-const struct = (members: Record<string, Shape>, required: string[] = []): Shape => ({ t: 'structure', members, required });
-const list = (member: Shape, min?: number, max?: number): Shape => ({ t: 'list', member, min, max });
-const map = (key: Shape, value: Shape): Shape => ({ t: 'map', key, value });
-const int = (min?: number, max?: number): Shape => ({ t: 'integer', min, max });
-const bool: Shape = { t: 'boolean' };
-const timestamp: Shape = { t: 'timestamp' };
-const any: Shape = { t: 'any' };
 
 const NameString = str(1, 255);
 const CatalogIdString = str(1, 255);
@@ -265,82 +233,16 @@ const REQUESTS: Record<GlueOperation, Shape> = {
   ),
 };
 
-const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);
-const shown = (v: Json | undefined) => (v === undefined || v === null ? 'null' : typeof v === 'string' ? `'${v.length > 80 ? v.slice(0, 80) + '...' : v}'` : JSON.stringify(v));
-const typeOf = (v: Json) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
-
-/** Throws SerializationException for a value of the wrong JSON type; collects constraint violations. */
-function check(shape: Shape, value: Json | undefined, path: string, violations: string[]): void {
-  if (value === undefined || value === null) return; // absence is checked by the parent's `required`
-  const wrongType = (expected: string): never => {
-    throw new GlueError('SerializationException', `Expected ${expected} at '${path}' but found ${typeOf(value)}`);
-  };
-  const fail = (constraint: string) => violations.push(`Value ${shown(value)} at '${path}' failed to satisfy constraint: ${constraint}`);
-  switch (shape.t) {
-    case 'any':
-      return;
-    case 'string': {
-      if (typeof value !== 'string') wrongType('a string');
-      const s = value as string;
-      const len = [...s].length;
-      if (shape.min !== undefined && len < shape.min) fail(`Member must have length greater than or equal to ${shape.min}`);
-      if (shape.max !== undefined && len > shape.max) fail(`Member must have length less than or equal to ${shape.max}`);
-      if (shape.pattern !== undefined && !shape.pattern.test(s)) fail(`Member must satisfy regular expression pattern: ${shape.patternText}`);
-      return;
-    }
-    case 'integer':
-      if (typeof value !== 'number' || !Number.isInteger(value)) wrongType('an integer');
-      if (shape.min !== undefined && (value as number) < shape.min) fail(`Member must have value greater than or equal to ${shape.min}`);
-      if (shape.max !== undefined && (value as number) > shape.max) fail(`Member must have value less than or equal to ${shape.max}`);
-      return;
-    case 'boolean':
-      if (typeof value !== 'boolean') wrongType('a boolean');
-      return;
-    case 'timestamp':
-      if (typeof value !== 'number' || !Number.isFinite(value)) wrongType('a timestamp (epoch seconds)');
-      return;
-    case 'list': {
-      if (!Array.isArray(value)) wrongType('a list');
-      const items = value as Json[];
-      if (shape.min !== undefined && items.length < shape.min) fail(`Member must have length greater than or equal to ${shape.min}`);
-      if (shape.max !== undefined && items.length > shape.max) fail(`Member must have length less than or equal to ${shape.max}`);
-      items.forEach((item, i) => {
-        if (item === null) violations.push(`Value null at '${path}.${i + 1}.member' failed to satisfy constraint: Member must not be null`);
-        else check(shape.member, item, `${path}.${i + 1}.member`, violations);
-      });
-      return;
-    }
-    case 'map': {
-      if (typeof value !== 'object' || Array.isArray(value)) wrongType('a map');
-      for (const [k, v] of Object.entries(value as JsonObject)) {
-        check(shape.key, k, `${path}.${k}.key`, violations);
-        if (v === null) violations.push(`Value null at '${path}.${k}.value' failed to satisfy constraint: Member must not be null`);
-        else check(shape.value, v, `${path}.${k}.value`, violations);
-      }
-      return;
-    }
-    case 'structure': {
-      if (typeof value !== 'object' || Array.isArray(value)) wrongType('a structure');
-      const obj = value as JsonObject;
-      for (const name of shape.required ?? []) {
-        if (obj[name] === undefined || obj[name] === null) {
-          violations.push(`Value null at '${path ? path + '.' : ''}${lowerFirst(name)}' failed to satisfy constraint: Member must not be null`);
-        }
-      }
-      for (const [name, member] of Object.entries(shape.members)) {
-        check(member, obj[name], `${path ? path + '.' : ''}${lowerFirst(name)}`, violations);
-      }
-      return;
-    }
-  }
-}
-
 function validate(operation: GlueOperation, body: JsonObject): void {
   const violations: string[] = [];
-  check(REQUESTS[operation], body, '', violations);
-  if (violations.length > 0) {
-    throw new GlueError('InvalidInputException', `${violations.length} validation error${violations.length > 1 ? 's' : ''} detected: ${violations.join('; ')}`);
+  try {
+    check(REQUESTS[operation], body, '', violations);
+  } catch (err) {
+    if (err instanceof SerializationError) throw new GlueError('SerializationException', err.message);
+    throw err;
   }
+  const message = validationMessage(violations);
+  if (message !== undefined) throw new GlueError('InvalidInputException', message);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -65,20 +65,37 @@ let bucketSeq = 0;
  * a fresh bucket through the SDK, and stops everything in after() (the surrounding test, or the file).
  */
 export async function s3rverBucket(): Promise<S3rverBucket> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tributary-s3rver-'));
-  const server = new S3rver({ address: '127.0.0.1', port: 0, directory: dir, silent: true });
   let client: S3Client | undefined;
+  let server: Awaited<ReturnType<typeof startS3rver>> | undefined;
   after(async () => {
     client?.destroy();
-    await server.close().catch(() => undefined);
-    if (!process.env.KEEP_TMP) rmSync(dir, { recursive: true, force: true });
+    await server?.close();
   });
-  const { port } = await server.run();
-  const endpoint = `http://127.0.0.1:${port}`;
+  server = await startS3rver();
+  const { endpoint } = server;
   client = localS3Client(endpoint);
   const bucket = `test-${process.pid}-${++bucketSeq}-${randomBytes(3).toString('hex')}`;
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   return { endpoint, bucket, client };
+}
+
+/**
+ * Starts s3rver in this process on 127.0.0.1 (a free port) with its own temporary directory (under
+ * `parentDir`, default the OS temp dir); close() stops it and removes the directory (kept with KEEP_TMP=1).
+ * No node:test hooks: the benchmarks use it too.
+ */
+export async function startS3rver(parentDir = os.tmpdir()): Promise<{ endpoint: string; dir: string; close(): Promise<void> }> {
+  const dir = mkdtempSync(path.join(parentDir, 'tributary-s3rver-'));
+  const server = new S3rver({ address: '127.0.0.1', port: 0, directory: dir, silent: true });
+  const { port } = await server.run();
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    dir,
+    close: async () => {
+      await server.close().catch(() => undefined);
+      if (!process.env.KEEP_TMP) rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /**

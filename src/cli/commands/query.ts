@@ -1,18 +1,26 @@
 import * as path from 'node:path';
 import { LakeQuery, type QueryResult } from '../../query/lake-query.ts';
+import { FileCache } from '../../storage/file-cache.ts';
+import { formatBytes } from '../../units.ts';
 import { fetchLiveQuery } from '../../query/query-endpoint.ts';
 import { ConfigError, badOption, type TributaryError } from '../../errors.ts';
 import { FORMATS, formatResult, type Format } from '../format.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 
-export const QUERY_HELP = `tributary query [--lake DIR | --live URL --write-key KEY] [--format table|json|csv|ndjson]
-                [--views DIR] [--watch SECONDS] "<SQL>"
+export const QUERY_HELP = `tributary query [--lake DIR|s3://… | --live URL --write-key KEY] [--format table|json|csv|ndjson]
+                [--views DIR] [--watch SECONDS] [--cache-dir DIR] [--cache-max-bytes SIZE] [--verbose] "<SQL>"
 
 Runs SQL (DuckDB dialect) over the lake's committed files. Each table is a view; the views in
 views/ (experiment_results, experiment_significance) and in --views directories are registered
 too. With --live, the SQL runs in a running \`tributary dev\` over committed files ∪ rows not
 flushed yet, from one snapshot. --watch re-runs it every SECONDS and redraws. Use - to read the
 SQL from standard input.
+
+A lake on S3 is read through a local cache of the files the query needs, keyed by their ETags:
+--cache-dir (default $TRIBUTARY_CACHE, else ~/.cache/tributary or the OS's cache directory) and
+--cache-max-bytes (default $TRIBUTARY_CACHE_MAX_BYTES, else 10GiB; least recently used files go
+first, never one a running query reads). --verbose reports cache hits, misses and bytes fetched on
+standard error.
 `;
 
 export async function queryCommand(argv: string[], io: Io): Promise<number> {
@@ -23,6 +31,9 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
     live: { type: 'string' },
     'write-key': { type: 'string' },
     watch: { type: 'string' },
+    'cache-dir': { type: 'string' },
+    'cache-max-bytes': { type: 'string' },
+    verbose: { type: 'boolean', short: 'v' },
   });
   if (values.help) {
     io.stdout.write(QUERY_HELP);
@@ -40,8 +51,10 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
   const watch = values.watch === undefined ? null : Number(values.watch);
   if (watch !== null && !(watch >= 0.2 && watch <= 86_400)) badOption('--watch', values.watch, 'seconds between runs, from 0.2 to 86400');
   let run: () => Promise<QueryResult>;
+  let cache: FileCache | undefined;
   if (values.live !== undefined) {
     if (values.lake !== undefined) throw new ConfigError('query: give --lake or --live, not both');
+    if (values['cache-dir'] !== undefined || values['cache-max-bytes'] !== undefined) throw new ConfigError('query: --cache-dir and --cache-max-bytes apply to --lake queries');
     const key = values['write-key'] ?? (io.env.TRIBUTARY_WRITE_KEY || undefined);
     if (key === undefined) throw new ConfigError('query --live: --write-key is required (the key tributary dev was started with)');
     try {
@@ -56,8 +69,14 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
     const { config } = settings;
     const { storage, catalog } = settings.open();
     const viewDirs = [...(config.views ?? []), ...(values.views ?? [])].map((d) => path.resolve(io.cwd, d));
+    const lakeCache = new FileCache(storage, {
+      dir: values['cache-dir'] === undefined ? undefined : path.resolve(io.cwd, values['cache-dir']),
+      maxBytes: values['cache-max-bytes'],
+      env: io.env,
+    });
+    cache = lakeCache;
     run = async () => {
-      const q = await LakeQuery.open(storage, catalog, { viewDirs });
+      const q = await LakeQuery.open(storage, catalog, { viewDirs, cache: lakeCache });
       try {
         return await q.query(sql);
       } finally {
@@ -65,8 +84,13 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
       }
     };
   }
+  const report = async () => {
+    if (values.verbose && cache !== undefined) io.stderr.write(await cacheReport(cache));
+  };
   if (watch === null) {
-    io.stdout.write(formatResult(await run(), format));
+    const result = await run();
+    await report();
+    io.stdout.write(formatResult(result, format));
     return EXIT.ok;
   }
   // The `watch psql ...` habit: redraw every N seconds until interrupted.
@@ -80,6 +104,7 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
       let out: string;
       try {
         out = formatResult(await run(), format);
+        await report();
       } catch (err) {
         if (!(err as TributaryError).retriable) throw err;
         out = `(${(err as Error).message}; retrying)\n`;
@@ -93,4 +118,14 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
     process.off('SIGTERM', onSignal);
   }
   return EXIT.ok;
+}
+
+/** One line for --verbose: what the cache did for this query, and what it holds. */
+async function cacheReport(cache: FileCache): Promise<string> {
+  if (cache.inPlace) return 'cache: not used (the lake is a local directory; its files are read in place)\n';
+  const s = cache.stats;
+  const usage = await cache.usage();
+  const evicted = s.evictedFiles > 0 ? `; evicted ${s.evictedFiles} (${formatBytes(s.evictedBytes)})` : '';
+  const stale = s.staleRemoved > 0 ? `; ${s.staleRemoved} stale cop${s.staleRemoved === 1 ? 'y' : 'ies'} removed` : '';
+  return `cache: ${s.hits} hit${s.hits === 1 ? '' : 's'}, ${s.misses} miss${s.misses === 1 ? '' : 'es'}, ${formatBytes(s.bytesFetched)} fetched${evicted}${stale}; ${cache.dir} holds ${formatBytes(usage.bytes)} of ${formatBytes(cache.maxBytes)}\n`;
 }

@@ -1,0 +1,130 @@
+/**
+ * S3 benchmark (part of `npm run bench`), against s3rver in a child process: upload throughput
+ * of a 1 GiB file through S3Storage.putFile (multipart, 16 MiB parts, 4 in flight), the ingest of
+ * 1 M events into an S3 lake, and one query over that lake with a cold cache (files fetched from
+ * S3) vs a warm one (copies on local disk). Figures are appended to bench/RESULTS.md; nothing is
+ * asserted. Run with `--openssl-legacy-provider` (s3rver's listing tokens need DES).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { appendFileSync, createWriteStream, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { EmbeddedCatalog } from '../src/catalog/embedded-catalog.ts';
+import { listCommittedFiles } from '../src/catalog/files.ts';
+import { Ingestor } from '../src/ingest/ingestor.ts';
+import { LakeQuery } from '../src/query/lake-query.ts';
+import { sampleLines } from '../src/sample/generate.ts';
+import { FileSource } from '../src/source/file-source.ts';
+import { FileCache } from '../src/storage/file-cache.ts';
+import { S3Storage } from '../src/storage/s3-storage.ts';
+import { localS3Client } from '../test/support/s3rver.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const WORK = path.join(HERE, '.work', 's3');
+const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
+const UPLOAD_BYTES = Number(process.env.BENCH_UPLOAD_BYTES ?? 1024 ** 3);
+const SQL = "SELECT event, count(*) AS n, count(DISTINCT anonymous_id) AS u FROM tracks WHERE event IN ('Experiment Viewed', 'Order Completed') GROUP BY 1 ORDER BY 1";
+const log = (m: string) => process.stderr.write(`s3 bench: ${m}\n`);
+const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+rmSync(WORK, { recursive: true, force: true });
+mkdirSync(WORK, { recursive: true });
+// s3rver in a child process: the server does not share this process's event loop with the client.
+const child = spawn(process.execPath, ['--openssl-legacy-provider', '--import', 'tsx', path.join(HERE, 's3rver-child.ts'), WORK], { stdio: ['pipe', 'pipe', 'inherit'] });
+const [first] = (await once(child.stdout!, 'data')) as [Buffer];
+const server = JSON.parse(first.toString().trim().split('\n')[0]!) as { endpoint: string };
+const client = localS3Client(server.endpoint);
+const loadBefore = os.loadavg()[0]!;
+await client.send(new CreateBucketCommand({ Bucket: 'bench' }));
+
+// 1. Upload throughput: a 1 GiB file of random bytes (incompressible), multipart.
+const bigFile = path.join(WORK, 'big.bin');
+{
+  const out = createWriteStream(bigFile);
+  const chunk = 16 * 1024 * 1024;
+  for (let done = 0; done < UPLOAD_BYTES; done += chunk) if (!out.write(randomBytes(Math.min(chunk, UPLOAD_BYTES - done)))) await once(out, 'drain');
+  out.end();
+  await once(out, 'finish');
+}
+const uploads = new S3Storage({ bucket: 'bench', client, prefix: 'uploads' });
+log(`uploading ${(UPLOAD_BYTES / 1e6).toFixed(0)} MB`);
+let t = process.hrtime.bigint();
+await uploads.putFile('big.bin', bigFile);
+const uploadSeconds = seconds(t);
+const uploaded = (await uploads.list(''))[0]!;
+await uploads.delete(['big.bin']);
+
+// 2. A 1 M-event lake on S3 (the ingest benchmark's input when it is there).
+// Kept in bench/.work (ignored by git) for the next run, as the ingest benchmark keeps it.
+const input = path.join(HERE, '.work', `events-${EVENTS}.ndjson`);
+if (!existsSync(input)) {
+  log(`generating ${EVENTS} events`);
+  const out = createWriteStream(input);
+  for (const l of sampleLines({ count: EVENTS, seed: 2026, padToBytes: 1000 })) if (!out.write(l + '\n')) await once(out, 'drain');
+  out.end();
+  await once(out, 'finish');
+}
+const inputBytes = statSync(input).size;
+const storage = new S3Storage({ bucket: 'bench', client, prefix: 'lake' });
+const catalog = new EmbeddedCatalog(storage, 'tributary');
+log(`ingesting ${EVENTS} events into s3://bench/lake`);
+t = process.hrtime.bigint();
+const ingested = await new Ingestor(storage, catalog, { targetFileBytes: 1024 ** 3 }).run(new FileSource([input]));
+const ingestSeconds = seconds(t);
+let lakeFiles = 0;
+let lakeBytes = 0;
+for (const tb of await catalog.listTables()) {
+  for (const f of await listCommittedFiles(storage, catalog, tb.name)) {
+    lakeFiles++;
+    lakeBytes += f.size;
+  }
+}
+
+// 3. The query, cold (an empty cache each time) and warm (the same cache again); LakeQuery opened each time.
+async function timed(cache: FileCache): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const q = await LakeQuery.open(storage, catalog, { cache, builtinViews: false });
+  await q.query(SQL);
+  q.close();
+  return seconds(t0) * 1000;
+}
+const cold: number[] = [];
+let fetched = { files: 0, bytes: 0 };
+for (let i = 0; i < 3; i++) {
+  const cache = new FileCache(storage, { dir: path.join(WORK, `cache-cold-${i}`) });
+  cold.push(await timed(cache));
+  fetched = { files: cache.stats.misses, bytes: cache.stats.bytesFetched };
+}
+const warmCache = new FileCache(storage, { dir: path.join(WORK, 'cache-cold-0') });
+const warm: number[] = [];
+for (let i = 0; i < 3; i++) warm.push(await timed(warmCache));
+const coldMs = median(cold);
+const warmMs = median(warm);
+
+client.destroy();
+child.stdin!.end();
+await once(child, 'exit');
+const loadAfter = os.loadavg()[0]!;
+
+const lines = [
+  '',
+  `## ${new Date().toISOString().slice(0, 10)} — S3 (s3rver 3.7.1 on 127.0.0.1): upload, ingest, query through the cache`,
+  '',
+  `Machine: ${(os.cpus()[0]?.model ?? '?').trim()}, ${os.cpus().length} cores, Node ${process.version}, load average ${loadBefore.toFixed(1)} at the start and ${loadAfter.toFixed(1)} at the end (other work on the machine). s3rver in a child process. Query: \`${SQL}\` (median of 3, lake opened each time; only tracks' files are fetched).`,
+  '',
+  '| figure | value | beside it |',
+  '|---|---|---|',
+  `| upload, S3Storage.putFile of ${(uploaded.size / 1e6).toFixed(0)} MB (multipart, 16 MiB parts, 4 in flight) | **${(uploaded.size / 1e6 / uploadSeconds).toFixed(1)} MB/s** (${uploadSeconds.toFixed(1)} s) | |`,
+  `| ingest of ${EVENTS.toLocaleString('en-US')} events (${(inputBytes / 1e6).toFixed(0)} MB NDJSON) into the S3 lake | ${Math.round(ingested.written / ingestSeconds).toLocaleString('en-US')} events/s (${ingestSeconds.toFixed(1)} s) | lake: ${lakeFiles} files, ${(lakeBytes / 1e6).toFixed(1)} MB |`,
+  `| query, cold cache (${fetched.files} files, ${(fetched.bytes / 1e6).toFixed(1)} MB fetched) | ${Math.round(coldMs)} ms | runs: ${cold.map((x) => Math.round(x)).join(', ')} ms |`,
+  `| query, warm cache (0 fetched) | ${Math.round(warmMs)} ms | **${(coldMs / warmMs).toFixed(1)}×** faster warm; runs: ${warm.map((x) => Math.round(x)).join(', ')} ms |`,
+  '',
+];
+process.stdout.write(lines.join('\n'));
+appendFileSync(path.join(HERE, 'RESULTS.md'), lines.join('\n'));
+rmSync(WORK, { recursive: true, force: true });
