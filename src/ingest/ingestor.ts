@@ -208,7 +208,15 @@ class IngestRun {
   }
 
   async execute(): Promise<IngestStats> {
-    await this.prepare();
+    try {
+      await this.prepare();
+    } catch (err) {
+      // Worker threads and DuckDB opened before the failure would keep the process alive.
+      await this.pool?.close();
+      this.duck?.conn.closeSync();
+      if (this.spoolDir !== '') await fsp.rm(this.spoolDir, { recursive: true, force: true });
+      throw err;
+    }
     // Quiet sources must still flush on the time cap, and stop promptly on abort: a timer does both.
     const every = Math.max(50, Math.min(1000, Math.floor(this.opts.maxFileAgeMs / 2)));
     const timer = setInterval(() => {
