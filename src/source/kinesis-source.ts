@@ -309,6 +309,7 @@ export class KinesisSource implements Source {
   private async coordinate(): Promise<void> {
     await this.listShards(true);
     await this.beat();
+    this.onLog(`kinesis ${this.stream}: consuming as ${this.leases.owner} (${this.shards.size} shards listed)`);
     const every = Math.max(100, Math.floor(this.leases.ttlMs / 3));
     this.timers.push(setInterval(() => this.renewAll(), every));
     this.timers.push(setInterval(() => this.logProgress(), this.logIntervalMs));

@@ -152,6 +152,11 @@ test('crash test: 200k events on 4 shards, a SplitShard mid-run, the consumer SI
   assert.ok(kills >= 10 && split);
 
   const final = start(consumerArgs(lake, 'crash', 'final'));
+  // Earlier consumers may have committed everything already: wait until this one runs (its signal
+  // handlers are installed) before stopping it, or SIGTERM would find a process still loading.
+  await waitFor('the final consumer running', () => / consuming as /.test(final.stderr()), 120_000).catch((err) => {
+    throw new Error(`${err.message}\n${final.stderr()}`);
+  });
   await waitFor('every shard committed', () => allCommitted(lake, 'crash', lastSeq), 300_000).catch((err) => {
     throw new Error(`${err.message}\n${final.stderr()}`);
   });
