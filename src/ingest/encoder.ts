@@ -57,6 +57,8 @@ export interface EncodedBatch {
  * lines: the CPU-heavy half of ingest, written as a pure function so it can run in worker threads.
  */
 export class Encoder {
+  private scratch = Buffer.allocUnsafeSlow(0);
+
   constructor(private readonly config: EncoderConfig) {}
 
   encode(input: EncoderInput): EncodedBatch {
@@ -143,8 +145,11 @@ export class Encoder {
     for (const g of groups.values()) {
       const n = g.prefixes.length;
       const offsets = new Uint32Array(n + 1);
-      // Worst case 3 UTF-8 bytes per UTF-16 unit; a buffer of its own (not the shared pool) so it can be transferred.
-      const buf = Buffer.allocUnsafeSlow(g.chars * 3);
+      // Encoded into a reused scratch buffer sized for the worst case (3 UTF-8 bytes per UTF-16 unit),
+      // then copied to a buffer of its own of the exact size: transferring oversized buffers costs the
+      // receiving thread garbage collection and page faults for memory it never uses.
+      if (this.scratch.length < g.chars * 3) this.scratch = Buffer.allocUnsafeSlow(Math.max(g.chars * 3, 2 * this.scratch.length));
+      const buf = this.scratch;
       let off = 0;
       for (let i = 0; i < n; i++) {
         off += buf.write(g.prefixes[i]!, off);
@@ -155,7 +160,9 @@ export class Encoder {
         buf[off++] = 0x0a; // newline
         offsets[i + 1] = off;
       }
-      out.push({ type: g.type, table: g.table, pairs: g.pairs, partKey: g.partKey, bytes: buf.subarray(0, off), record: Uint32Array.from(g.record), sub: Uint32Array.from(g.sub), offsets });
+      const bytes = Buffer.allocUnsafeSlow(off);
+      buf.copy(bytes, 0, 0, off);
+      out.push({ type: g.type, table: g.table, pairs: g.pairs, partKey: g.partKey, bytes, record: Uint32Array.from(g.record), sub: Uint32Array.from(g.sub), offsets });
     }
     return { groups: out, invalid, events, records };
   }

@@ -95,24 +95,36 @@ export class FileSource implements Source {
     const shard = 'f' + createHash('sha256').update(headBuf.subarray(0, FINGERPRINT_BYTES)).digest('hex').slice(0, 24);
     const maxLineBytes = this.maxLineChars;
     let nextLine = 1n; // 1-based number of the next line
-    let pending: Buffer[] = []; // complete lines not yet emitted
-    let pendingBytes = 0;
-    let carry: Buffer = Buffer.alloc(0); // an incomplete last line
+    // Bytes read and not yet emitted, as the chunks they came in (no copy until a batch is cut):
+    // complete lines first, then maybe an incomplete last line.
+    let parts: Buffer[] = [];
+    let partsBytes = 0;
+    let completeBytes = 0; // of partsBytes, those up to and including the last newline
     let skipping: { head: string; bytes: number } | null = null; // inside an over-long line
+    /** Cuts the complete lines into one batch of its own buffer (transferable to a worker); keeps the tail. */
     const emit = function* (): Generator<RecordBatch> {
-      if (pendingBytes === 0) return;
-      const bytes = new Uint8Array(pendingBytes); // a buffer of its own, transferable to a worker
+      if (completeBytes === 0) return;
+      const out = Buffer.allocUnsafeSlow(completeBytes);
       let off = 0;
-      for (const p of pending) {
-        bytes.set(p, off);
-        off += p.length;
+      let i = 0;
+      for (; i < parts.length && off < completeBytes; i++) {
+        const p = parts[i]!;
+        const take = Math.min(p.length, completeBytes - off);
+        out.set(take === p.length ? p : p.subarray(0, take), off);
+        off += take;
+        if (take < p.length) {
+          parts[i] = p.subarray(take);
+          break;
+        }
       }
+      parts = parts.slice(i);
+      partsBytes -= completeBytes;
+      completeBytes = 0;
       let lines = 0;
-      for (let i = bytes.indexOf(10); i >= 0; i = bytes.indexOf(10, i + 1)) lines++;
+      for (let j = out.indexOf(10); j >= 0; j = out.indexOf(10, j + 1)) lines++;
+      const bytes = new Uint8Array(out.buffer, out.byteOffset, out.length);
       yield { shard, fallbackReceivedAtMs: fallbackMs, records: [], ndjson: { bytes, firstPosition: nextLine, lines, startsFile: nextLine === 1n } };
       nextLine += BigInt(lines);
-      pending = [];
-      pendingBytes = 0;
     };
     const feed = function* (chunk: Buffer): Generator<RecordBatch> {
       let buf = chunk;
@@ -123,28 +135,25 @@ export class FileSource implements Source {
           return;
         }
         skipping.bytes += nl;
-        yield* emit();
         yield { shard, fallbackReceivedAtMs: fallbackMs, records: [{ position: nextLine, data: skipping.head, oversizeBytes: skipping.bytes }] };
         nextLine++;
         skipping = null;
         buf = buf.subarray(nl + 1);
       }
-      if (carry.length > 0) buf = Buffer.concat([carry, buf]);
+      if (buf.length === 0) return;
       const last = buf.lastIndexOf(10);
-      if (last < 0) {
-        carry = buf;
-      } else {
-        pending.push(buf.subarray(0, last + 1));
-        pendingBytes += last + 1;
-        carry = Buffer.from(buf.subarray(last + 1));
-      }
-      if (carry.length > maxLineBytes) {
+      parts.push(buf);
+      partsBytes += buf.length;
+      if (last >= 0) completeBytes = partsBytes - buf.length + last + 1;
+      if (partsBytes - completeBytes > maxLineBytes) {
         // A line longer than the limit: keep its head for the dead letter, count the rest.
         yield* emit();
-        skipping = { head: carry.subarray(0, 64 * 1024).toString('utf8'), bytes: carry.length };
-        carry = Buffer.alloc(0);
+        const tail = Buffer.concat(parts);
+        skipping = { head: tail.subarray(0, 64 * 1024).toString('utf8'), bytes: tail.length };
+        parts = [];
+        partsBytes = 0;
       }
-      if (pendingBytes >= CHUNK_BYTES) yield* emit();
+      if (completeBytes >= CHUNK_BYTES) yield* emit();
     };
     yield* feed(headBuf);
     if (!done) {
@@ -158,7 +167,7 @@ export class FileSource implements Source {
     if (cut !== null) {
       yield* emit();
       yield { shard, fallbackReceivedAtMs: fallbackMs, records: [{ position: nextLine, data: cut.head, oversizeBytes: cut.bytes }] };
-    } else if (carry.length > 0) {
+    } else if (partsBytes > completeBytes) {
       yield* feed(Buffer.from('\n')); // a last line without a newline is still a line
     }
     yield* emit();
@@ -177,6 +186,8 @@ export class FileSource implements Source {
     const firstBuf = Buffer.from(first.value);
     const gz = firstBuf.length >= 2 && firstBuf[0] === 0x1f && firstBuf[1] === 0x8b;
     const self = this;
+    // Chunks are passed on as they come (streams never reuse a chunk they handed out); the batch
+    // cut from them is the one copy.
     async function* rest(): AsyncGenerator<Buffer> {
       self.bytesRead += firstBuf.length;
       yield firstBuf;
@@ -184,14 +195,14 @@ export class FileSource implements Source {
         const n = await it.next();
         if (n.done) return;
         self.bytesRead += n.value.length;
-        yield Buffer.from(n.value);
+        yield n.value;
       }
     }
     if (!gz) {
       yield* rest();
       return;
     }
-    const gunzip = createGunzip();
+    const gunzip = createGunzip({ chunkSize: 256 * 1024 });
     const feeder = (async () => {
       try {
         for await (const c of rest()) {

@@ -1,4 +1,4 @@
-import { promises as fsp, openSync, writeSync, closeSync } from 'node:fs';
+import { promises as fsp, openSync, writevSync, closeSync } from 'node:fs';
 import type { TableDef } from '../catalog/catalog.ts';
 import type { EventType } from '../events/schema.ts';
 
@@ -89,8 +89,15 @@ export class SpoolBuffer {
 
   private drain(): void {
     if (this.pending.length === 0) return;
-    const b = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
-    for (let off = 0; off < b.length; ) off += writeSync(this.fd, b, off, b.length - off);
+    // Gathered write of the pieces as they are (no concatenating copy); a short write resumes where it stopped.
+    let parts = this.pending;
+    while (parts.length > 0) {
+      let n = writevSync(this.fd, parts.length > 1024 ? parts.slice(0, 1024) : parts);
+      let i = 0;
+      while (i < parts.length && n >= parts[i]!.length) n -= parts[i++]!.length;
+      parts = parts.slice(i);
+      if (n > 0) parts[0] = parts[0]!.subarray(n);
+    }
     this.pending = [];
     this.pendingBytes = 0;
   }
