@@ -2,9 +2,10 @@ import * as path from 'node:path';
 import type { Catalog } from './catalog/catalog.ts';
 import { EmbeddedCatalog } from './catalog/embedded-catalog.ts';
 import { GlueCatalog } from './catalog/glue-catalog.ts';
-import { ConfigError } from './errors.ts';
+import { badOption, ConfigError } from './errors.ts';
 import { LocalStorage } from './storage/local-storage.ts';
-import { S3Storage, parseS3Uri } from './storage/s3-storage.ts';
+import { S3Storage, S3_MIN_PART_SIZE, parseS3Uri } from './storage/s3-storage.ts';
+import { parseSize } from './units.ts';
 import type { Storage } from './storage/storage.ts';
 
 /** A lake: where files live and the catalog that says which are committed. */
@@ -24,6 +25,7 @@ export function openLocalLake(dir: string, database = 'tributary'): Lake {
  * `embedded` (default; `embedded:<database>`) or `glue:<database>`. AWS settings come from the usual
  * sources (credential chain, AWS_REGION, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_GLUE);
  * with a custom S3 endpoint, path-style addressing is used (local S3-API servers need it).
+ * TRIBUTARY_S3_PART_SIZE (e.g. `64MiB`; 5 MiB to 5 GiB, default 16 MiB) sets the part size of multipart uploads.
  */
 export function openLake(location: string, options: { catalog?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Lake {
   const env = options.env ?? process.env;
@@ -31,7 +33,17 @@ export function openLake(location: string, options: { catalog?: string; cwd?: st
   if (/^s3:\/\//i.test(location)) {
     const { bucket, prefix } = parseS3Uri(location);
     const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
-    storage = new S3Storage({ bucket, prefix, endpoint, forcePathStyle: endpoint !== undefined || env.TRIBUTARY_S3_PATH_STYLE === '1' ? true : undefined });
+    const partSize = env.TRIBUTARY_S3_PART_SIZE ? parseSize('TRIBUTARY_S3_PART_SIZE', env.TRIBUTARY_S3_PART_SIZE) : undefined;
+    if (partSize !== undefined && (partSize < S3_MIN_PART_SIZE || partSize > 5 * 1024 ** 3)) {
+      badOption('TRIBUTARY_S3_PART_SIZE', env.TRIBUTARY_S3_PART_SIZE, 'a multipart upload part size from 5MiB to 5GiB (S3 limits)');
+    }
+    storage = new S3Storage({
+      bucket,
+      prefix,
+      endpoint,
+      forcePathStyle: endpoint !== undefined || env.TRIBUTARY_S3_PATH_STYLE === '1' ? true : undefined,
+      partSizeBytes: partSize,
+    });
   } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
     throw new ConfigError(`--lake ${location}: expected a local directory or s3://bucket/prefix`);
   } else {

@@ -31,6 +31,8 @@ const DELETE_BATCH = 1000;
 const DELETE_FALLBACK_CONCURRENCY = 8;
 /** Attempts per request made by a client this class creates (the SDK retries 5xx, throttling and network errors). */
 const DEFAULT_MAX_ATTEMPTS = 5;
+/** Reads of a whole object (get) when its body is cut off: the SDK's retries end before the body is read. */
+const BODY_READ_ATTEMPTS = 4;
 
 export interface S3StorageOptions {
   /** Bucket name (S3's naming rules for general purpose buckets). */
@@ -206,17 +208,35 @@ export class S3Storage implements Storage {
     }
   }
 
+  /**
+   * GetObject read whole. The SDK retries the request, but not the body, which is read after its retries are
+   * over: a connection cut mid-body (or a body shorter than its Content-Length) is retried here, GetObject
+   * included, up to BODY_READ_ATTEMPTS times.
+   */
   async get(key: string): Promise<Buffer | undefined> {
     const k = this.objectKey(key);
-    try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: k }));
-      if (!out.Body) return Buffer.alloc(0);
-      const bytes = await out.Body.transformToByteArray();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    } catch (err) {
-      const { name, status } = describe(err);
-      if (name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket')) return undefined;
-      throw this.failure('read', k, err);
+    for (let attempt = 1; ; attempt++) {
+      let out: GetObjectCommandOutput;
+      try {
+        out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: k }));
+      } catch (err) {
+        const { name, status } = describe(err);
+        if (name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket')) return undefined;
+        throw this.failure('read', k, err);
+      }
+      try {
+        if (!out.Body) return Buffer.alloc(0);
+        const bytes = await out.Body.transformToByteArray();
+        if (out.ContentLength !== undefined && bytes.byteLength !== out.ContentLength) {
+          throw new Error(`got ${bytes.byteLength} of ${out.ContentLength} bytes`);
+        }
+        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      } catch (err) {
+        if (attempt >= BODY_READ_ATTEMPTS) {
+          throw new StorageError(`cannot read ${this.uri(k)}: the body was cut off ${attempt} times (${(err as Error).message})`, { retriable: true, cause: err });
+        }
+        await new Promise((r) => setTimeout(r, Math.random() * 50 * 2 ** attempt));
+      }
     }
   }
 

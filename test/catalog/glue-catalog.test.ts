@@ -414,7 +414,7 @@ test('the Glue stand-in refuses malformed requests as Glue does', async () => {
   // Protocol level, without the SDK.
   const noTarget = await raw(standIn, '{}', { 'X-Amz-Target': '' });
   assert.deepEqual([noTarget.status, noTarget.type, noTarget.json.__type], [400, 'UnknownOperationException', 'UnknownOperationException']);
-  const unknown = await raw(standIn, '{}', { 'X-Amz-Target': 'AWSGlue.DeleteTable' });
+  const unknown = await raw(standIn, '{}', { 'X-Amz-Target': 'AWSGlue.DeleteConnection' });
   assert.deepEqual([unknown.status, unknown.json.__type], [400, 'UnknownOperationException']);
   const notJson = await raw(standIn, '{"DatabaseName":');
   assert.deepEqual([notJson.status, notJson.json.__type], [400, 'SerializationException']);

@@ -299,3 +299,27 @@ test('S3Storage.download streams an object to a file byte-exact with its ETag; a
   const s = doubleStorage(`http://127.0.0.1:${(cut.address() as AddressInfo).port}`, 1);
   await assert.rejects(s.download('k', `${dir}/cut`), (err: unknown) => err instanceof StorageError && err.retriable && /p\/k/.test(err.message));
 });
+
+test('S3Storage.get reads again when a body is cut short (the SDK does not retry bodies); a body that is always cut is a retriable error', async () => {
+  let requests = 0;
+  let cutFirst = 2;
+  const server = createServer((_req, res) => {
+    requests++;
+    res.writeHead(200, { 'Content-Length': '20', ETag: '"abc"', 'Content-Type': 'application/octet-stream' });
+    if (cutFirst-- > 0) {
+      res.write('0123456789');
+      setTimeout(() => res.destroy(), 20);
+    } else {
+      res.end('0123456789abcdefghij');
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const s = doubleStorage(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, 1);
+  assert.equal((await s.get('k'))!.toString(), '0123456789abcdefghij');
+  assert.equal(requests, 3, 'two cut bodies, then the whole one');
+  cutFirst = 100;
+  requests = 0;
+  await assert.rejects(s.get('k'), (err: unknown) => err instanceof StorageError && err.retriable && /p\/k: the body was cut off 4 times/.test(err.message));
+  assert.equal(requests, 4);
+});

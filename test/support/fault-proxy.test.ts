@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { NETWORK_CODES, isRetriableSdkError, type SdkErrorShape } from '../../src/aws/sdk-errors.ts';
 import {
   dropConnection,
@@ -11,6 +11,8 @@ import {
   kinesisTarget,
   kinesisThrottle,
   s3Error,
+  s3Operation,
+  s3PreconditionFailed,
   startFaultProxy,
   type FaultProxy,
 } from './fault-proxy.ts';
@@ -156,4 +158,35 @@ test('S3 through the proxy: 503 SlowDown and 500 InternalError surface by name w
   const bytes = await got.Body!.transformToByteArray();
   const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
   assert.equal(md5(bytes), md5(big));
+});
+
+test('S3 through the proxy: a lost response took effect; a cut body fails the read; s3Operation names the requests', async () => {
+  const { endpoint, bucket, client: direct } = await s3rverBucket();
+  const ops: string[] = [];
+  const p = await proxy(endpoint, (req) => {
+    const { op, key } = s3Operation(req);
+    ops.push(`${op} ${key}`);
+    if (op === 'PutObject' && key === 'a/lost b') return { name: 'lost', dropResponse: true };
+    if (op === 'GetObject' && key === 'a/lost b') return { name: 'cut', truncateBody: true };
+    if (op === 'PutObjectIfAbsent') return s3PreconditionFailed();
+    return undefined;
+  });
+  const once = localS3Client(p.endpoint, { maxAttempts: 1 });
+  clients.push(once);
+  const lost = await failure(once.send(new PutObjectCommand({ Bucket: bucket, Key: 'a/lost b', Body: 'x'.repeat(1000) })));
+  assert.equal(lost.$metadata?.httpStatusCode, undefined, 'no answer reached the client');
+  assert.ok(isRetriableSdkError(lost, new Set()), `a lost response is a retriable network error (${lost.name} ${lost.code})`);
+  const stored = await direct.send(new GetObjectCommand({ Bucket: bucket, Key: 'a/lost b' }));
+  assert.equal(await stored.Body!.transformToString(), 'x'.repeat(1000), 'the write took effect');
+
+  const cut = await once.send(new GetObjectCommand({ Bucket: bucket, Key: 'a/lost b' }));
+  assert.equal(cut.ContentLength, 1000);
+  await assert.rejects(cut.Body!.transformToByteArray(), 'reading a cut body fails, never yields a short body');
+
+  const pre = await failure(once.send(new PutObjectCommand({ Bucket: bucket, Key: 'c', Body: 'y', IfNoneMatch: '*' })));
+  assert.deepEqual([pre.name, pre.$metadata?.httpStatusCode], ['PreconditionFailed', 412]);
+  await once.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'a/' }));
+  await once.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: 'a/lost b' }] } }));
+  assert.deepEqual(ops, ['PutObject a/lost b', 'GetObject a/lost b', 'PutObjectIfAbsent c', 'ListObjectsV2 ', 'DeleteObjects ']);
+  assert.deepEqual(p.stats.injected, { lost: 1, cut: 1, s3PreconditionFailed: 1 });
 });

@@ -19,11 +19,20 @@ import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders }
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** What to do with one request instead of (or before) forwarding it. `name` keys the injected counts. */
+/**
+ * What to do with one request instead of (or before, or after) forwarding it. `name` keys the injected counts.
+ * - status: answer with it, not forwarded; drop: close the connection, not forwarded; delayMs: forward late.
+ * - dropResponse: forward it (it takes effect) and close the connection once the answer has come back,
+ *   without relaying any of it: the lost response that makes retries meet their own earlier success.
+ * - truncateBody: forward it, relay the status, the headers (Content-Length included) and the first half
+ *   of the body, then close the connection: a body cut mid-way.
+ */
 export type Fault =
   | { name: string; status: number; headers?: Record<string, string>; body?: string }
   | { name: string; drop: true }
-  | { name: string; delayMs: number };
+  | { name: string; delayMs: number }
+  | { name: string; dropResponse: true }
+  | { name: string; truncateBody: true };
 
 /** A request as `decide` sees it; `n` counts requests from 1 in arrival order. */
 export interface ProxiedRequest {
@@ -76,6 +85,23 @@ export async function startFaultProxy(target: string, decide: Decide): Promise<F
         const up = httpRequest(
           { agent, protocol: base.protocol, hostname: base.hostname, port: base.port, method: proxied.method, path: proxied.url, headers: req.headers },
           (upRes) => {
+            if (fault && 'dropResponse' in fault) {
+              upRes.resume();
+              upRes.on('end', () => req.socket.destroy());
+              upRes.on('error', () => req.socket.destroy());
+              return;
+            }
+            if (fault && 'truncateBody' in fault) {
+              const parts: Buffer[] = [];
+              upRes.on('data', (c: Buffer) => parts.push(c));
+              upRes.on('error', () => req.socket.destroy());
+              upRes.on('end', () => {
+                const whole = Buffer.concat(parts);
+                res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+                res.write(whole.subarray(0, Math.floor(whole.length / 2)), () => req.socket.destroy());
+              });
+              return;
+            }
             res.writeHead(upRes.statusCode ?? 502, upRes.headers);
             upRes.pipe(res);
             upRes.on('error', () => res.destroy());
@@ -160,6 +186,44 @@ export function s3Error(status: 500 | 503): Fault {
     status,
     headers: { 'content-type': 'application/xml', 'x-amz-request-id': requestId },
     body: `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>${requestId}</RequestId><HostId>${randomBytes(24).toString('base64')}</HostId></Error>`,
+  };
+}
+
+/**
+ * The S3 operation of a path-style request (`/bucket/key?query`, as clients with forcePathStyle send
+ * them) and its object key (decoded; '' for bucket-level operations). Conditional PutObject
+ * (`If-None-Match`) is `PutObjectIfAbsent`.
+ */
+export function s3Operation(req: { method: string; url: string; headers: IncomingHttpHeaders }): { op: string; bucket: string; key: string } {
+  const u = new URL(req.url, 'http://proxy');
+  const [, bucket = '', ...rest] = u.pathname.split('/');
+  const key = rest.map((s) => decodeURIComponent(s)).join('/');
+  const q = u.searchParams;
+  const m = req.method.toUpperCase();
+  let op: string;
+  if (key === '') {
+    if (m === 'GET' && q.get('list-type') === '2') op = 'ListObjectsV2';
+    else if (m === 'GET' && q.has('uploads')) op = 'ListMultipartUploads';
+    else if (m === 'GET') op = 'ListObjects';
+    else if (m === 'POST' && q.has('delete')) op = 'DeleteObjects';
+    else op = `${m}Bucket`;
+  } else if (m === 'PUT') op = q.has('partNumber') ? (req.headers['x-amz-copy-source'] ? 'UploadPartCopy' : 'UploadPart') : req.headers['if-none-match'] ? 'PutObjectIfAbsent' : req.headers['x-amz-copy-source'] ? 'CopyObject' : 'PutObject';
+  else if (m === 'POST') op = q.has('uploads') ? 'CreateMultipartUpload' : q.has('uploadId') ? 'CompleteMultipartUpload' : 'PostObject';
+  else if (m === 'DELETE') op = q.has('uploadId') ? 'AbortMultipartUpload' : 'DeleteObject';
+  else if (m === 'HEAD') op = 'HeadObject';
+  else if (m === 'GET') op = q.has('uploadId') ? 'ListParts' : 'GetObject';
+  else op = m;
+  return { op, bucket: decodeURIComponent(bucket), key };
+}
+
+/** S3's answer to a conditional write whose condition failed: 412 PreconditionFailed, S3's XML error body. */
+export function s3PreconditionFailed(name = 's3PreconditionFailed'): Fault {
+  const requestId = randomBytes(8).toString('hex').toUpperCase();
+  return {
+    name,
+    status: 412,
+    headers: { 'content-type': 'application/xml', 'x-amz-request-id': requestId },
+    body: `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message><Condition>If-None-Match</Condition><RequestId>${requestId}</RequestId><HostId>${randomBytes(24).toString('base64')}</HostId></Error>`,
   };
 }
 

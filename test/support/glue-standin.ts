@@ -7,13 +7,15 @@
  *
  * Only the operations GlueCatalog uses are implemented (CreateDatabase, GetDatabase, CreateTable,
  * GetTable, GetTables, UpdateTable, BatchCreatePartition, GetPartitions, GetPartition,
- * UpdatePartition), and what the Glue API reference documents for their requests is enforced:
+ * UpdatePartition, and for cleaning up: BatchDeletePartition, DeleteTable, DeleteDatabase, which as in Glue
+ * also removes the database's tables), and what the Glue API reference documents for their requests is enforced:
  * required members, JSON types (SerializationException), lengths, patterns and ranges
  * (InvalidInputException, worded like AWS's "1 validation error detected: ..."), list limits
  * (PartitionInputList ≤ 100, PartitionValueList ≤ 100), MaxResults ranges (GetTables 1–100,
  * GetPartitions 1–1000). Source: the AWS Glue Web API Reference (docs.aws.amazon.com/glue/latest/webapi/):
  * API_BatchCreatePartition, API_GetTables, API_GetPartitions, API_Column, API_StorageDescriptor,
- * API_SerDeInfo, API_PartitionValueList, API_PartitionError, API_UpdatePartition.
+ * API_SerDeInfo, API_PartitionValueList, API_PartitionError, API_UpdatePartition, API_BatchDeletePartition
+ * (PartitionsToDelete ≤ 25), API_DeleteTable, API_DeleteDatabase.
  *
  * Pages are small on purpose (2 tables, 5 partitions by default, whatever MaxResults asks), so
  * clients must really follow NextToken. Names of databases and tables are stored lower-cased and
@@ -43,6 +45,9 @@ export const GLUE_STANDIN_OPERATIONS = [
   'GetPartitions',
   'GetPartition',
   'UpdatePartition',
+  'BatchDeletePartition',
+  'DeleteTable',
+  'DeleteDatabase',
 ] as const;
 export type GlueOperation = (typeof GLUE_STANDIN_OPERATIONS)[number];
 
@@ -231,6 +236,12 @@ const REQUESTS: Record<GlueOperation, Shape> = {
     { CatalogId: CatalogIdString, DatabaseName: NameString, TableName: NameString, PartitionValueList, PartitionInput },
     ['DatabaseName', 'TableName', 'PartitionValueList', 'PartitionInput'],
   ),
+  BatchDeletePartition: struct(
+    { CatalogId: CatalogIdString, DatabaseName: NameString, TableName: NameString, PartitionsToDelete: list(struct({ Values: list(ValueString) }, ['Values']), 0, 25) },
+    ['DatabaseName', 'TableName', 'PartitionsToDelete'],
+  ),
+  DeleteTable: struct({ CatalogId: CatalogIdString, DatabaseName: NameString, Name: NameString, TransactionId: TransactionIdString }, ['DatabaseName', 'Name']),
+  DeleteDatabase: struct({ CatalogId: CatalogIdString, Name: NameString }, ['Name']),
 };
 
 function validate(operation: GlueOperation, body: JsonObject): void {
@@ -453,6 +464,26 @@ export class GlueStandIn {
         return { Partition: clone(this.partition(b, b.PartitionValues as string[])) };
       case 'UpdatePartition':
         return this.updatePartition(b);
+      case 'BatchDeletePartition': {
+        const t = this.table(b, String(b.TableName));
+        const errors: JsonObject[] = [];
+        for (const entry of b.PartitionsToDelete as JsonObject[]) {
+          const values = entry.Values as string[];
+          this.checkValueCount(t, values);
+          if (!t.partitions.delete(JSON.stringify(values))) {
+            errors.push({ PartitionValues: [...values], ErrorDetail: { ErrorCode: 'EntityNotFoundException', ErrorMessage: 'Cannot find partition.' } });
+          }
+        }
+        return { Errors: errors };
+      }
+      case 'DeleteTable':
+        this.table(b, String(b.Name));
+        this.db(b, String(b.DatabaseName)).tables.delete(String(b.Name).toLowerCase());
+        return {};
+      case 'DeleteDatabase':
+        this.db(b, String(b.Name));
+        this.catalog(b).delete(String(b.Name).toLowerCase());
+        return {};
     }
   }
 
