@@ -14,6 +14,8 @@ export interface FileConfig {
   /** e.g. "dt" or ["event", "dt"]. */
   partitionBy?: string | string[];
   compression?: 'zstd' | 'snappy';
+  /** zstd level for ingest, 1–22 (default 1). */
+  compressionLevel?: number;
   /** Table name per event type. */
   tables?: Record<string, string>;
   maxOpenPartitions?: number;
@@ -21,7 +23,7 @@ export interface FileConfig {
   views?: string[];
 }
 
-const KEYS = new Set(['lake', 'catalog', 'targetFileSize', 'maxFileAge', 'partitionBy', 'compression', 'tables', 'maxOpenPartitions', 'views', '$schema']);
+const KEYS = new Set(['lake', 'catalog', 'targetFileSize', 'maxFileAge', 'partitionBy', 'compression', 'compressionLevel', 'tables', 'maxOpenPartitions', 'views', '$schema']);
 
 /** Reads the config file at `path`; a missing default file is an empty config, a missing explicit one an error. */
 export async function loadConfig(path: string, explicit: boolean): Promise<FileConfig> {

@@ -20,6 +20,8 @@ export interface ParquetWrite {
   /** Rows the spool holds; the write fails if DuckDB read any other number. */
   expectedRows: number;
   compression: Compression;
+  /** zstd level (1 fastest … 22 smallest); undefined: DuckDB's default (3). Only for zstd. */
+  compressionLevel?: number;
   /** Key/value pairs stored in the Parquet footer. */
   metadata: Record<string, string>;
 }
@@ -46,7 +48,7 @@ export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Pro
     .join(', ');
   const sql =
     `COPY (${spoolSelectSql([w.spoolPath], w.columns)}${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(w.outPath)} ` +
-    `(FORMAT parquet, COMPRESSION ${w.compression}, ROW_GROUP_SIZE ${ROW_GROUP_SIZE}${kv ? `, KV_METADATA {${kv}}` : ''})`;
+    `(FORMAT parquet, COMPRESSION ${w.compression}${w.compressionLevel !== undefined ? `, COMPRESSION_LEVEL ${w.compressionLevel}` : ''}, ROW_GROUP_SIZE ${ROW_GROUP_SIZE}${kv ? `, KV_METADATA {${kv}}` : ''})`;
   let written: number;
   try {
     const res = await conn.runAndReadAll(sql);

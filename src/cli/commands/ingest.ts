@@ -18,6 +18,7 @@ consumes a Kinesis stream until stopped (SIGINT/SIGTERM: flush, commit, checkpoi
   --max-file-age DURATION  longest rows wait before their file is flushed (default 15m)
   --partition-by FIELDS    dt (default), event,dt, dt,hour, ...
   --compression CODEC      zstd (default) or snappy
+  --compression-level N    zstd level, 1 (default, fastest) to 22 (smallest)
   --max-open-partitions N  partitions buffered at once (default 64)
   --json                   print one JSON object of counts at the end
   --config FILE            settings file (default ./tributary.config.json)
@@ -41,6 +42,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
     'max-file-age': { type: 'string' },
     'partition-by': { type: 'string' },
     compression: { type: 'string' },
+    'compression-level': { type: 'string' },
     'max-open-partitions': { type: 'string' },
     kinesis: { type: 'string' },
     region: { type: 'string' },
@@ -75,6 +77,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
     maxFileAgeMs: parseDuration('--max-file-age', values['max-file-age'] ?? config.maxFileAge ?? '15m'),
     partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
     compression: (values.compression ?? config.compression) as 'zstd' | 'snappy' | undefined,
+    compressionLevel: values['compression-level'] !== undefined ? levelFlag(values['compression-level']) : config.compressionLevel,
     maxOpenPartitions: maxOpen === undefined ? undefined : Number(maxOpen),
     tables: config.tables,
     signal: controller.signal,
@@ -124,6 +127,12 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
     io.stdout.write(summary(stats, lake));
   }
   return EXIT.ok;
+}
+
+function levelFlag(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 1 || n > 22) throw new ConfigError(`--compression-level: ${JSON.stringify(v)} is not valid; expected a whole number from 1 to 22`);
+  return n;
 }
 
 /** The progress line drawn on a terminal while reading. */
