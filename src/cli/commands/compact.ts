@@ -1,19 +1,21 @@
 import * as path from 'node:path';
-import { convertJson, listJsonInputs } from '../../compact/json-to-parquet.ts';
+import { convertJson, isS3Location, listJsonInputs } from '../../compact/json-to-parquet.ts';
 import { runMerge, type MergeResult } from '../../compact/merge.ts';
 import { progressLine, summary } from './ingest.ts';
 import { ConfigError } from '../../errors.ts';
 import { formatBytes, parseDuration, parseSize } from '../../units.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 
-export const COMPACT_HELP = `tributary compact json --from DIR [options]
+export const COMPACT_HELP = `tributary compact json --from DIR|s3://bucket/prefix [options]
 
 Converts raw JSON history (NDJSON / .json / .jsonl, gzipped or not; Segment's S3 destination
 layout segment-logs/<source-id>/<received-day-epoch-ms>/<file>.gz included) to Parquet in the lake,
 through the same decoder, validation, dead letters and partitioning as ingest. Idempotent and
 resumable: run it again after a failure or a kill and it adds exactly what is missing.
 
-  --from DIR               directory to read, recursively
+  --from DIR|s3://B/P      directory, or S3 prefix, to read recursively (names starting with . or _
+                           skipped); S3 objects are streamed to local disk one at a time, and
+                           convert exactly as a local copy would (same files, same skips)
   --lake DIR               lake directory (default $TRIBUTARY_LAKE, else ./lake)
   --target-file-size SIZE  --partition-by FIELDS   as for ingest
   --dry-run                list what would be converted, change nothing
@@ -113,10 +115,11 @@ async function compactJson(argv: string[], io: Io): Promise<number> {
     return EXIT.ok;
   }
   if (positionals.length > 0) throw new ConfigError(`compact json: unexpected argument ${JSON.stringify(positionals[0])}`);
-  if (values.from === undefined) throw new ConfigError('compact json: --from DIR is required (the directory of raw JSON to convert)');
+  if (values.from === undefined) throw new ConfigError('compact json: --from DIR|s3://bucket/prefix is required (where the raw JSON to convert is)');
   const settings = await lakeSettings(values, io);
   const { config, lake } = settings;
-  const inputs = await listJsonInputs(path.resolve(io.cwd, values.from));
+  const from = isS3Location(values.from) ? values.from : path.resolve(io.cwd, values.from);
+  const inputs = await listJsonInputs(from, { env: io.env });
   const bytes = inputs.reduce((a, i) => a + i.bytes, 0);
   if (values['dry-run']) {
     const plan = { from: values.from, files: inputs.length, bytes, lake, partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt' };
