@@ -246,9 +246,9 @@ export async function runAthenaMerge(storage: Storage, catalog: Catalog, athena:
   result.garbageDeleted = (await collectGarbage(storage, catalog, graceMs)) + (await collectStaging(storage, graceMs));
   const total = plan.staging.reduce((a, s) => a + s.statements.length, 0);
   let index = 0;
-  const run = async (s: AthenaStatement): Promise<AthenaResult> => {
+  const run = async (s: AthenaStatement, signal = options.signal): Promise<AthenaResult> => {
     options.onStatement?.(s, index++, total);
-    const r = await athena.run(s.sql, { signal: options.signal });
+    const r = await athena.run(s.sql, { signal });
     result.executions.push({ kind: s.kind, staging: s.staging, queryExecutionId: r.queryExecutionId });
     return r;
   };
@@ -305,7 +305,7 @@ export async function runAthenaMerge(storage: Storage, catalog: Catalog, athena:
     for (const st of plan.staging) {
       const drop = st.statements.find((x) => x.kind === 'drop')!;
       try {
-        await run(drop);
+        await run(drop, undefined); // even after an abort: a DROP is quick, and leaves nothing behind
       } catch {
         // Left for the operator: a stray staging table names this run; its files go below or after a day.
       }

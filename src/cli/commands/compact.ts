@@ -25,6 +25,8 @@ resumable: run it again after a failure or a kill and it adds exactly what is mi
   --target-file-size SIZE  --partition-by FIELDS   as for ingest
   --dry-run                list what would be converted, change nothing
   --json                   print the result as one JSON object
+  (--engine athena is refused here: conversion must go through the ingest pipeline's validation,
+  dead letters and exactly-once names; convert here, then compact merge --engine athena)
 
 tributary compact merge [options]
 
