@@ -63,6 +63,8 @@ export interface AthenaResult extends QueryResult {
   dataScannedBytes?: number;
   /** EngineExecutionTimeInMillis, when Athena reported it. */
   engineMs?: number;
+  /** GetQueryResults' UpdateCount: the rows a CREATE TABLE AS SELECT, INSERT INTO or UNLOAD wrote (absent for other statements). */
+  updateCount?: number;
 }
 
 export interface AthenaRunOptions {
@@ -244,8 +246,9 @@ export class AthenaQuery {
    * Every page of GetQueryResults as one result. For DML statements (SELECT) the first row of the
    * first page holds the column labels, not data, and is dropped; DDL and utility results have no such row.
    */
-  async results(queryExecutionId: string, statementType?: string, signal?: AbortSignal): Promise<QueryResult> {
+  async results(queryExecutionId: string, statementType?: string, signal?: AbortSignal): Promise<QueryResult & { updateCount?: number }> {
     let columns: string[] | undefined;
+    let updateCount: number | undefined;
     let infos: ColumnInfo[] = [];
     const rows: unknown[][] = [];
     let token: string | undefined;
@@ -258,6 +261,7 @@ export class AthenaQuery {
         throw this.failure(`read the results of query ${queryExecutionId}`, err, signal);
       }
       if (columns === undefined) {
+        updateCount = page.UpdateCount;
         infos = page.ResultSet?.ResultSetMetadata?.ColumnInfo ?? [];
         columns = infos.map((c) => c.Name ?? c.Label ?? '');
       }
@@ -274,7 +278,7 @@ export class AthenaQuery {
       if (next !== undefined && next === token) throw new QueryError(`Athena GetQueryResults for ${queryExecutionId} returned the same NextToken twice`);
       token = next;
     } while (token !== undefined);
-    return { columns: columns ?? [], types: infos.map(athenaTypeName), rows };
+    return { columns: columns ?? [], types: infos.map(athenaTypeName), rows, ...(updateCount !== undefined ? { updateCount } : {}) };
   }
 
   /** StopQueryExecution (idempotent; stopping a finished query changes nothing). */

@@ -7,7 +7,7 @@ import { ConfigError, TributaryError, badOption } from '../errors.ts';
 import type { Storage } from '../storage/storage.ts';
 import { parseDuration, parseSize } from '../units.ts';
 import { parseSchedule, type Schedule } from './cron.ts';
-import { convertJson, listJsonInputs } from './json-to-parquet.ts';
+import { convertJson, isS3Location, listJsonInputs } from './json-to-parquet.ts';
 import { runMerge } from './merge.ts';
 
 /** What a job gets to work with. */
@@ -61,12 +61,12 @@ function fromJson(j: JsonJob, file: string): JobDefinition {
   }
   if (j.kind === 'json') {
     const from = str('from');
-    if (from === undefined) badOption(`${file}: job ${j.name}.options.from`, from, 'the directory of raw JSON to convert');
+    if (from === undefined) badOption(`${file}: job ${j.name}.options.from`, from, 'the directory (or s3://bucket/prefix) of raw JSON to convert');
     return {
       name: j.name,
       schedule: j.schedule,
       run: async ({ storage, catalog, signal }) => {
-        const s = await convertJson(storage, catalog, await listJsonInputs(path.resolve(path.dirname(file), from!)), {
+        const s = await convertJson(storage, catalog, await listJsonInputs(isS3Location(from!) ? from! : path.resolve(path.dirname(file), from!)), {
           signal,
           targetFileBytes: str('targetFileSize') === undefined ? undefined : parseSize(`${j.name}.targetFileSize`, str('targetFileSize')!),
           partitionBy: str('partitionBy'),

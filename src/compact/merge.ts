@@ -8,8 +8,8 @@ import { PartitionGuard } from '../catalog/partition-guard.ts';
 import { EVENT_TYPES, sortColumnsFor, type EventType } from '../events/schema.ts';
 import { WriterError, badOption } from '../errors.ts';
 import { FileCache, type CachedObject } from '../storage/file-cache.ts';
-import { RANGES_METADATA_KEY } from '../ingest/file-names.ts';
-import type { RangesMeta } from '../ingest/recovery.ts';
+import { GENERATION_RANGES_NAME, RANGES_METADATA_KEY, isForeignDataFile } from '../ingest/file-names.ts';
+import { readGenerationRanges, unionRanges, type RangesMeta } from '../ingest/recovery.ts';
 import { partitionPath } from '../partition/hive-path.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
@@ -91,8 +91,10 @@ function resolve(o: MergeOptions): Resolved {
   };
 }
 
+const baseName = (key: string) => key.slice(key.lastIndexOf('/') + 1);
+
 /** The partition's path under its table when it has no generation of its own. */
-function basePath(t: TableDef, values: string[]): string {
+export function basePath(t: TableDef, values: string[]): string {
   return `${t.location}/${partitionPath(t.partitionKeys.map((k, i) => [k.name, values[i]!] as const))}`;
 }
 
@@ -187,11 +189,15 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
         if (plan === null) continue;
         const gen = `${basePath(t, plan.values)}/_g${plan.version + 1}-${Date.now()}-${randomBytes(4).toString('hex')}`;
         const written: string[] = [];
+        // Files Athena compaction wrote have their ranges in the generation's sidecar, not in a footer.
+        const foreign = files.some((f) => isForeignDataFile(baseName(f.key)));
+        const sidecar = foreign ? await readGenerationRanges(storage, plan.location) : [];
         try {
           for (const bin of plan.bins) {
-            const name = `m+${createHash('sha256').update(bin.map((f) => f.key.slice(f.key.lastIndexOf('/') + 1)).sort().join('\n')).digest('hex').slice(0, 32)}.parquet`;
+            const name = `m+${createHash('sha256').update(bin.map((f) => baseName(f.key)).sort().join('\n')).digest('hex').slice(0, 32)}.parquet`;
             const local = path.join(spool, name);
-            result.bytesOut += await mergeFiles(conn, storage, t, bin, local, o.compression);
+            const extra = bin.some((f) => isForeignDataFile(baseName(f.key))) ? sidecar : [];
+            result.bytesOut += await mergeFiles(conn, storage, t, bin, local, o.compression, extra);
             await storage.putFile(`${gen}/${name}`, local);
             written.push(`${gen}/${name}`);
           }
@@ -200,6 +206,10 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
             if (storage.copy !== undefined) await storage.copy(f.key, to);
             else await storage.put(to, (await storage.get(f.key)) ?? Buffer.alloc(0));
             written.push(to);
+          }
+          if (plan.keep.some((f) => isForeignDataFile(baseName(f.key)))) {
+            await storage.put(`${gen}/${GENERATION_RANGES_NAME}`, JSON.stringify(sidecar));
+            written.push(`${gen}/${GENERATION_RANGES_NAME}`);
           }
           await catalog.swapPartitionLocation(t.name, plan.values, gen, plan.version);
         } catch (err) {
@@ -211,7 +221,7 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
           throw err;
         }
         // The old generation stays readable for the grace period, then goes.
-        const old = files.map((f) => f.key);
+        const old = [...files.map((f) => f.key), ...(foreign ? [`${plan.location}/${GENERATION_RANGES_NAME}`] : [])];
         await storage.put(`_tributary/gc/${String(Date.now() + o.graceMs).padStart(15, '0')}-${randomBytes(4).toString('hex')}.json`, JSON.stringify({ table: t.name, values: plan.values, keys: old }));
         result.merged++;
         result.filesIn += plan.bins.flat().length;
@@ -233,35 +243,28 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
 }
 
 /** Writes one sorted file holding every row of `keys`; checks the row count; returns its size. */
-async function mergeFiles(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], storage: Storage, t: TableDef, inputs: CachedObject[], outPath: string, compression: Compression): Promise<number> {
+async function mergeFiles(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], storage: Storage, t: TableDef, inputs: CachedObject[], outPath: string, compression: Compression, extraRanges: RangesMeta[]): Promise<number> {
   const lease = new FileCache(storage).lease();
   try {
-    return await mergeCopies(conn, t, inputs, await lease.paths(inputs), outPath, compression);
+    return await mergeCopies(conn, t, inputs, await lease.paths(inputs), outPath, compression, extraRanges);
   } finally {
     lease.release();
   }
 }
 
-/** mergeFiles over local copies of the inputs. */
-async function mergeCopies(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], t: TableDef, inputs: CachedObject[], paths: string[], outPath: string, compression: Compression): Promise<number> {
+/** mergeFiles over local copies of the inputs; `extraRanges` are those of inputs without footers of ours (Athena-written). */
+async function mergeCopies(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], t: TableDef, inputs: CachedObject[], paths: string[], outPath: string, compression: Compression, extraRanges: RangesMeta[]): Promise<number> {
   const keys = inputs.map((f) => f.key);
   const list = `[${paths.map(sqlString).join(', ')}]`;
   const meta = await conn.runAndReadAll(`SELECT sum(num_rows)::BIGINT FROM parquet_file_metadata(${list})`);
   const expected = Number(meta.getRows()[0]![0]);
   const kv = await conn.runAndReadAll(`SELECT decode(value) FROM parquet_kv_metadata(${list}) WHERE decode(key) = ${sqlString(RANGES_METADATA_KEY)}`);
-  const merged = new Map<string, Map<string, [bigint, bigint]>>();
+  const found: RangesMeta[] = [...extraRanges];
   for (const [v] of kv.getRows() as Array<[string]>) {
     const parsed = JSON.parse(v) as RangesMeta | RangesMeta[];
-    for (const e of Array.isArray(parsed) ? parsed : [parsed]) {
-      let m = merged.get(e.source);
-      if (m === undefined) merged.set(e.source, (m = new Map()));
-      for (const [shard, [first, last]] of Object.entries(e.ranges)) {
-        const cur = m.get(shard);
-        m.set(shard, cur === undefined ? [BigInt(first), BigInt(last)] : [cur[0] < BigInt(first) ? cur[0] : BigInt(first), cur[1] > BigInt(last) ? cur[1] : BigInt(last)]);
-      }
-    }
+    found.push(...(Array.isArray(parsed) ? parsed : [parsed]));
   }
-  const ranges: RangesMeta[] = [...merged].map(([source, m]) => ({ source, ranges: Object.fromEntries([...m].map(([s, [f, l]]) => [s, [f.toString(), l.toString()]])) }));
+  const ranges = unionRanges(found);
   const type = (t.parameters.tributary_event_type ?? 'track') as EventType;
   const cols = new Set(t.columns.map((c) => c.name));
   const order = (EVENT_TYPES.includes(type) ? sortColumnsFor(type) : ['received_at']).filter((c) => cols.has(c)).map(sqlIdent).join(', ');

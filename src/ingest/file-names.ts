@@ -1,6 +1,20 @@
 import { createHash } from 'node:crypto';
 import type { PositionRange } from '../writer/spool.ts';
 
+/**
+ * Data files written by another engine (Athena compaction) carry no footer metadata of ours: they
+ * are named `a+<hash>-<n>.parquet`, and the ranges of the rows they hold are in the generation's
+ * sidecar, GENERATION_RANGES_NAME at their location (a hidden name, which Athena and Hive skip).
+ */
+export const FOREIGN_FILE_PREFIX = 'a+';
+/** The sidecar of a generation holding foreign-written files: a JSON array of RangesMeta. */
+export const GENERATION_RANGES_NAME = '_tributary.ranges.json';
+
+/** True for a data file whose ranges are in its generation's sidecar rather than its footer. */
+export function isForeignDataFile(name: string): boolean {
+  return name.startsWith(FOREIGN_FILE_PREFIX);
+}
+
 /** Parquet footer key holding the source positions a file covers (JSON: {source, ranges: {shard: [first, last]}}). */
 export const RANGES_METADATA_KEY = 'tributary.ranges';
 

@@ -4,7 +4,8 @@ import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
 import { FileCache } from '../storage/file-cache.ts';
 import type { Storage } from '../storage/storage.ts';
 import { sqlString } from '../writer/duckdb.ts';
-import { RANGES_METADATA_KEY, parseDataFileName } from './file-names.ts';
+import { GENERATION_RANGES_NAME, RANGES_METADATA_KEY, isForeignDataFile, parseDataFileName } from './file-names.ts';
+import { StorageError } from '../errors.ts';
 
 /** Per partition (by partitionKey of its values), per shard: the highest committed position. */
 export type PartitionMarks = Map<string, Map<string, bigint>>;
@@ -38,6 +39,7 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
   const marks: PartitionMarks = new Map();
   const footers: Array<{ path: string; part: string }> = [];
   const needFooters: CommittedFile[] = [];
+  const sidecars = new Set<PartitionDef>();
   for (const f of await listCommittedFiles(storage, catalog, table, parts)) {
     const name = f.key.slice(f.key.lastIndexOf('/') + 1);
     const part = partitionKey(f.partition.values);
@@ -46,7 +48,17 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
       if (parsed.source === source) raise(marks, part, parsed.shard, parsed.last);
       continue;
     }
+    if (isForeignDataFile(name)) {
+      sidecars.add(f.partition);
+      continue;
+    }
     needFooters.push(f);
+  }
+  for (const p of sidecars) {
+    for (const entry of await readGenerationRanges(storage, p.location)) {
+      if (entry.source !== source) continue;
+      for (const [shard, [, last]] of Object.entries(entry.ranges)) raise(marks, partitionKey(p.values), shard, BigInt(last));
+    }
   }
   const lease = new FileCache(storage).lease();
   try {
@@ -76,4 +88,38 @@ async function readFooterMarks(conn: DuckDBConnection, footers: Array<{ path: st
       }
     }
   }
+}
+
+/**
+ * The ranges sidecar of the generation at `location` (files written by Athena compaction, see
+ * FOREIGN_FILE_PREFIX). A location holding such files without a sidecar is an error, never an
+ * empty answer: recovering without those ranges would ingest their rows again.
+ */
+export async function readGenerationRanges(storage: Storage, location: string): Promise<RangesMeta[]> {
+  const key = `${location}/${GENERATION_RANGES_NAME}`;
+  const body = await storage.get(key);
+  if (body === undefined) throw new StorageError(`${storage.root}/${key} is missing: the files Athena wrote at ${location} have no recorded source ranges`);
+  try {
+    return JSON.parse(body.toString('utf8')) as RangesMeta[];
+  } catch (err) {
+    throw new StorageError(`${storage.root}/${key} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The union of `entries`, per source and shard the lowest first and highest last position. */
+export function unionRanges(entries: Iterable<RangesMeta>): RangesMeta[] {
+  const merged = new Map<string, Map<string, [bigint, bigint]>>();
+  for (const e of entries) {
+    let m = merged.get(e.source);
+    if (m === undefined) merged.set(e.source, (m = new Map()));
+    for (const [shard, [first, last]] of Object.entries(e.ranges)) {
+      const cur = m.get(shard);
+      const f = BigInt(first);
+      const l = BigInt(last);
+      m.set(shard, cur === undefined ? [f, l] : [cur[0] < f ? cur[0] : f, cur[1] > l ? cur[1] : l]);
+    }
+  }
+  return [...merged]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([source, m]) => ({ source, ranges: Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([s, [f, l]]) => [s, [f.toString(), l.toString()]])) }));
 }

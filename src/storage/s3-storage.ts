@@ -2,6 +2,7 @@ import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -205,6 +206,30 @@ export class S3Storage implements Storage {
         );
       }
       throw this.failure('create', k, err);
+    }
+  }
+
+  /**
+   * A server-side CopyObject (no bytes through this process), atomic like every S3 write. S3 copies
+   * objects of up to 5 GiB in one CopyObject; larger ones fail with S3's own error (InvalidRequest).
+   * CopySource is `bucket/key` URL-encoded as S3 documents it ('+', '=' and '%' escaped too). Some
+   * S3-compatible servers (s3rver) decode it like JavaScript's decodeURI, which leaves `%2B` and
+   * `%3D` escaped, and answer NoSuchKey: then the copy is tried once more with those characters raw.
+   */
+  async copy(fromKey: string, toKey: string): Promise<void> {
+    const from = this.objectKey(fromKey);
+    const to = this.objectKey(toKey);
+    const strict = `${this.bucket}/${from.split('/').map(encodeURIComponent).join('/')}`;
+    const lenient = `${this.bucket}/${encodeURI(from)}`;
+    for (const source of strict === lenient ? [strict] : [strict, lenient]) {
+      try {
+        await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: to, CopySource: source }));
+        return;
+      } catch (err) {
+        const { name, status } = describe(err);
+        if ((name === 'NoSuchKey' || status === 404) && source === strict && strict !== lenient) continue;
+        throw this.failure(`copy ${this.uri(from)} to`, to, err);
+      }
     }
   }
 

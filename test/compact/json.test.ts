@@ -3,32 +3,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { sampleLines } from '../../src/sample/generate.ts';
+import { segmentLayout } from '../support/data.ts';
 import { expectedAnswers } from '../support/ground-truth.ts';
 import { assertGroundTruth, cliQuery, lakeAnswers } from '../support/lake-answers.ts';
 import { runCli, spawnCli, tempDir } from '../support/tmp.ts';
-
-/** Writes events in Segment's S3 destination layout: segment-logs/<source-id>/<received-day-epoch-ms>/<file>.gz */
-function segmentLayout(root: string, lines: string[], filesPerDay = 4): void {
-  const byDay = new Map<number, string[]>();
-  for (const line of lines) {
-    let day = Date.UTC(2026, 10, 20);
-    try {
-      const r = JSON.parse(line).receivedAt;
-      if (typeof r === 'string' && !Number.isNaN(Date.parse(r))) day = Math.floor(Date.parse(r) / 86_400_000) * 86_400_000;
-    } catch {
-      // invalid lines go to the first day's files
-    }
-    byDay.set(day, [...(byDay.get(day) ?? []), line]);
-  }
-  for (const [day, ls] of byDay) {
-    const dir = `${root}/segment-logs/src-AbC123/${day}`;
-    mkdirSync(dir, { recursive: true });
-    for (let f = 0; f < filesPerDay; f++) {
-      const part = ls.filter((_, i) => i % filesPerDay === f);
-      writeFileSync(`${dir}/${1700000000000 + f}.${f}a2b3c.gz`, gzipSync(part.join('\n') + '\n'));
-    }
-  }
-}
 
 test('Segment S3-destination backfill converts to exactly the ground truth; a second run changes nothing', async () => {
   const dir = tempDir('seg');

@@ -70,6 +70,16 @@ export function storageContract(name: string, make: () => Promise<Storage>, opti
     assert.deepEqual((await s.list('d')).map((o) => o.key), ['d/y']);
   });
 
+  test(`${name}: copy (when implemented) duplicates an object under another key, names with + = % included`, async (t) => {
+    const s = await make();
+    if (s.copy === undefined) return t.skip('no copy(): callers fall back to get + put');
+    await s.put('c/dt=2026-11-20/a%2Fb/file+x+1+2.parquet', 'data');
+    await s.copy('c/dt=2026-11-20/a%2Fb/file+x+1+2.parquet', 'c/_g2/file+x+1+2.parquet');
+    assert.equal((await s.get('c/_g2/file+x+1+2.parquet'))?.toString(), 'data');
+    assert.equal((await s.get('c/dt=2026-11-20/a%2Fb/file+x+1+2.parquet'))?.toString(), 'data', 'the source stays');
+    await assert.rejects(s.copy('c/missing', 'c/other'));
+  });
+
   test(`${name}: keys cannot leave the root`, async () => {
     const s = await make();
     await assert.rejects(s.put('../escape', 'x'), /outside/);

@@ -27,7 +27,8 @@
  * - GetQueryResults pages hold at most MaxResults rows (default 1000) and, for DML (SELECT), the first
  *   row of the first page is the column labels; values are VarCharValue strings in Athena's text
  *   forms (timestamps `YYYY-MM-DD HH:MM:SS.fff`, doubles as Java prints them), NULL an empty Datum;
- *   ColumnInfo carries Athena's type names.
+ *   ColumnInfo carries Athena's type names; UpdateCount is the executor's count of rows written by a
+ *   CREATE TABLE AS SELECT or INSERT INTO (0 otherwise).
  *
  * The SQL itself is run by the `execute` function the test supplies (DuckDB over a lake).
  */
@@ -46,8 +47,12 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 export const ATHENA_STANDIN_OPERATIONS = ['StartQueryExecution', 'GetQueryExecution', 'GetQueryResults', 'StopQueryExecution'] as const;
 export type AthenaOperation = (typeof ATHENA_STANDIN_OPERATIONS)[number];
 
-/** Runs one statement for the stand-in; a thrown error's message becomes the FAILED reason. */
-export type AthenaExecutor = (sql: string, context: { database?: string; catalog?: string }) => Promise<QueryResult>;
+/**
+ * Runs one statement for the stand-in; a thrown error's message becomes the FAILED reason.
+ * `updateCount` is what GetQueryResults reports as UpdateCount: "the number of rows inserted with a
+ * CREATE TABLE AS SELECT, INSERT INTO, or UNLOAD statement" (0 when not given, as for a SELECT).
+ */
+export type AthenaExecutor = (sql: string, context: { database?: string; catalog?: string }) => Promise<QueryResult & { updateCount?: number }>;
 
 export interface AthenaStandInOptions {
   execute: AthenaExecutor;
@@ -84,7 +89,7 @@ export interface StandInExecution {
   submitted: number;
   completed?: number;
   polls: number;
-  outcome?: { result?: QueryResult; error?: string };
+  outcome?: { result?: QueryResult & { updateCount?: number }; error?: string };
   /** The execution in flight (settles when `outcome` is set). */
   running?: Promise<unknown>;
 }
@@ -524,7 +529,7 @@ export class AthenaStandIn {
     if (b.QueryResultType === 'DATA_MANIFEST') throw new AthenaError('InvalidRequestException', 'DATA_MANIFEST is only available for CTAS, UNLOAD and INSERT queries', 400, 'INVALID_INPUT');
     if (e.state === 'QUEUED' || e.state === 'RUNNING') throw new AthenaError('InvalidRequestException', `Query has not yet finished. Current state: ${e.state}`, 400, 'INVALID_INPUT');
     if (e.state !== 'SUCCEEDED') throw new AthenaError('InvalidRequestException', `Query did not finish successfully. Final query state: ${e.state}`, 400, 'INVALID_INPUT');
-    const r = e.outcome!.result!;
+    const r = e.outcome!.result! as QueryResult & { updateCount?: number };
     const types = r.types.map(athenaColumnType);
     const header = e.statementType === 'DML' ? [{ Data: r.columns.map((c) => ({ VarCharValue: c })) }] : [];
     const total = header.length + r.rows.length;
@@ -542,7 +547,7 @@ export class AthenaStandIn {
       }
     }
     const out: JsonObject = {
-      UpdateCount: 0,
+      UpdateCount: r.updateCount ?? 0,
       ResultSet: {
         Rows: rows,
         ResultSetMetadata: {

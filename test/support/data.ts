@@ -1,5 +1,5 @@
 import { gzipSync } from 'node:zlib';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { sampleLines } from '../../src/sample/generate.ts';
 
 /** Event names that try to break out of a partition directory or a SQL string. */
@@ -48,4 +48,31 @@ export function writeTestInput(dir: string, count: number, seed = 1): { files: s
   writeFileSync(fa, a.join('\n') + '\n');
   writeFileSync(fb, gzipSync(b.join('\n'))); // no final newline: the last line still counts
   return { files: [fa, fb], lines: [...a, ...b] };
+}
+
+/** Writes events (and returns the files written) in Segment's S3 destination layout: segment-logs/<source-id>/<received-day-epoch-ms>/<file>.gz */
+export function segmentLayout(root: string, lines: string[], filesPerDay = 4): string[] {
+  const written: string[] = [];
+  const byDay = new Map<number, string[]>();
+  for (const line of lines) {
+    let day = Date.UTC(2026, 10, 20);
+    try {
+      const r = JSON.parse(line).receivedAt;
+      if (typeof r === 'string' && !Number.isNaN(Date.parse(r))) day = Math.floor(Date.parse(r) / 86_400_000) * 86_400_000;
+    } catch {
+      // invalid lines go to the first day's files
+    }
+    byDay.set(day, [...(byDay.get(day) ?? []), line]);
+  }
+  for (const [day, ls] of byDay) {
+    const dir = `${root}/segment-logs/src-AbC123/${day}`;
+    mkdirSync(dir, { recursive: true });
+    for (let f = 0; f < filesPerDay; f++) {
+      const part = ls.filter((_, i) => i % filesPerDay === f);
+      const file = `${dir}/${1700000000000 + f}.${f}a2b3c.gz`;
+      writeFileSync(file, gzipSync(part.join('\n') + '\n'));
+      written.push(file);
+    }
+  }
+  return written;
 }

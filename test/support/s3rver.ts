@@ -34,6 +34,9 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
  * - forcePathStyle: the server has no DNS for bucket subdomains.
  * - checksums only WHEN_REQUIRED: with the SDK's default (WHEN_SUPPORTED), streamed PutObject
  *   bodies are sent with aws-chunked framing, which s3rver stores verbatim (silent corruption).
+ * - CopyObject: s3rver decodes x-amz-copy-source with decodeURI, so `%2B` (+) and `%3D` (=) stay
+ *   escaped and the source is not found; S3Storage.copy then retries with them raw (real S3 needs
+ *   them escaped).
  * - NodeHttpHandler, region us-east-1 and s3rver's fixed dummy credentials (it checks signatures).
  */
 export function localS3Client(endpoint: string, options: { maxAttempts?: number } = {}): S3Client {

@@ -1,23 +1,32 @@
 import * as path from 'node:path';
-import { convertJson, listJsonInputs } from '../../compact/json-to-parquet.ts';
-import { runMerge, type MergeResult } from '../../compact/merge.ts';
+import { convertJson, isS3Location, listJsonInputs } from '../../compact/json-to-parquet.ts';
+import { runMerge, type MergeOptions, type MergeResult } from '../../compact/merge.ts';
+import { athenaMergeScript, planAthenaMerge, runAthenaMerge, type AthenaMergeOptions } from '../../compact/athena-merge.ts';
+import { AthenaQuery } from '../../athena/athena-query.ts';
+import { badOption } from '../../errors.ts';
 import { progressLine, summary } from './ingest.ts';
 import { ConfigError } from '../../errors.ts';
 import { formatBytes, parseDuration, parseSize } from '../../units.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
+import type { Catalog } from '../../catalog/catalog.ts';
+import type { Storage } from '../../storage/storage.ts';
 
-export const COMPACT_HELP = `tributary compact json --from DIR [options]
+export const COMPACT_HELP = `tributary compact json --from DIR|s3://bucket/prefix [options]
 
 Converts raw JSON history (NDJSON / .json / .jsonl, gzipped or not; Segment's S3 destination
 layout segment-logs/<source-id>/<received-day-epoch-ms>/<file>.gz included) to Parquet in the lake,
 through the same decoder, validation, dead letters and partitioning as ingest. Idempotent and
 resumable: run it again after a failure or a kill and it adds exactly what is missing.
 
-  --from DIR               directory to read, recursively
+  --from DIR|s3://B/P      directory, or S3 prefix, to read recursively (names starting with . or _
+                           skipped); S3 objects are streamed to local disk one at a time, and
+                           convert exactly as a local copy would (same files, same skips)
   --lake DIR               lake directory (default $TRIBUTARY_LAKE, else ./lake)
   --target-file-size SIZE  --partition-by FIELDS   as for ingest
   --dry-run                list what would be converted, change nothing
   --json                   print the result as one JSON object
+  (--engine athena is refused here: conversion must go through the ingest pipeline's validation,
+  dead letters and exactly-once names; convert here, then compact merge --engine athena)
 
 tributary compact merge [options]
 
@@ -33,6 +42,22 @@ step, and the replaced files are deleted only after the grace period.
   --grace DURATION         how long replaced files stay readable (default 1h)
   --dry-run                print the plan, change nothing
   --json                   print the result as one JSON object
+  --engine duckdb|athena   who rewrites the files (default duckdb, on this machine)
+
+With --engine athena, partitions too big for one machine are rewritten by Amazon Athena. Without
+--run it prints the statements and changes nothing: per table and file count, a CREATE TABLE AS
+SELECT (Parquet, the lake's codec, partitioned_by the partition keys, bucketed_by message_id with
+one bucket per target-size file) into a staging location under _tributary/athena/, INSERT INTO for
+the rest (at most 100 partition × bucket combinations and 262,144 characters each), with checks
+that Athena reads exactly the planned files ("$path") and writes as many rows. With --run it runs
+them, then swaps each partition to a new generation (staged files plus the files not merged) with
+the same versioned catalog step, grace period and guards as the DuckDB engine. Athena must see the
+lake's tables at the catalog's locations (--catalog glue:<db>, or tributary catalog sync).
+
+  --run                    run the statements and swap (needs the lake on S3 and AWS access)
+  --database NAME          Athena database of the lake's tables (default the catalog's database)
+  --workgroup NAME  --output s3://B/P/  --region R  --endpoint URL  --timeout 30m   as athena query
+  --location s3://B/P      the lake's S3 root as Athena sees it (default the lake, when on S3)
 `;
 
 export async function compactCommand(argv: string[], io: Io): Promise<number> {
@@ -52,25 +77,43 @@ export async function compactCommand(argv: string[], io: Io): Promise<number> {
     grace: { type: 'string' },
     'dry-run': { type: 'boolean' },
     json: { type: 'boolean' },
+    engine: { type: 'string' },
+    run: { type: 'boolean' },
+    database: { type: 'string' },
+    workgroup: { type: 'string' },
+    output: { type: 'string' },
+    region: { type: 'string' },
+    endpoint: { type: 'string' },
+    timeout: { type: 'string' },
+    location: { type: 'string' },
   });
   if (values.help) {
     io.stdout.write(COMPACT_HELP);
     return EXIT.ok;
   }
   if (positionals.length > 0) throw new ConfigError(`compact merge: unexpected argument ${JSON.stringify(positionals[0])}`);
+  const engine = values.engine ?? 'duckdb';
+  if (engine !== 'duckdb' && engine !== 'athena') badOption('--engine', values.engine, 'duckdb or athena');
+  const athenaOnly = (['run', 'database', 'workgroup', 'output', 'region', 'endpoint', 'timeout', 'location'] as const).filter((k) => values[k] !== undefined);
+  if (engine === 'duckdb' && athenaOnly.length > 0) throw new ConfigError(`compact merge: --${athenaOnly[0]} applies to --engine athena only`);
+  if (values.run && values['dry-run']) throw new ConfigError('compact merge: --run and --dry-run exclude each other');
   const settings = await lakeSettings(values, io);
   const { config } = settings;
   const { storage, catalog } = settings.open();
   const progressTty = io.stderr.isTTY === true && !values.json;
   const started = Date.now();
-  const result = await runMerge(storage, catalog, {
+  const common: MergeOptions = {
     table: values.table,
     olderThanMs: values['older-than'] === undefined ? undefined : parseDuration('--older-than', values['older-than']),
     smallFileBytes: values['small-file-size'] === undefined ? undefined : parseSize('--small-file-size', values['small-file-size']),
     targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
     graceMs: values.grace === undefined ? undefined : parseDuration('--grace', values.grace),
-    dryRun: values['dry-run'],
     compression: config.compression,
+  };
+  if (engine === 'athena' && !values['dry-run']) return athenaMerge(values, common, storage, catalog, io);
+  const result = await runMerge(storage, catalog, {
+    ...common,
+    dryRun: values['dry-run'],
     onProgress: progressTty
       ? (p) => {
           const elapsed = (Date.now() - started) / 1000;
@@ -82,6 +125,59 @@ export async function compactCommand(argv: string[], io: Io): Promise<number> {
   if (progressTty) io.stderr.write('\r\x1b[K');
   io.stdout.write(values.json ? JSON.stringify(result) + '\n' : describe(result, values['dry-run'] === true));
   return EXIT.ok;
+}
+
+interface AthenaValues {
+  run?: boolean;
+  json?: boolean;
+  database?: string;
+  workgroup?: string;
+  output?: string;
+  region?: string;
+  endpoint?: string;
+  timeout?: string;
+  location?: string;
+}
+
+/** compact merge --engine athena: the statements printed, or (--run) run and the partitions swapped. */
+async function athenaMerge(values: AthenaValues, common: MergeOptions, storage: Storage, catalog: Catalog, io: Io): Promise<number> {
+  const options: AthenaMergeOptions = { ...common, database: values.database ?? catalog.database, locationRoot: values.location };
+  if (!values.run) {
+    const plan = await planAthenaMerge(storage, catalog, options);
+    if (values.json) io.stdout.write(JSON.stringify({ runId: plan.runId, partitions: plan.plans.length, statements: plan.staging.flatMap((s) => s.statements) }) + '\n');
+    else io.stdout.write(athenaMergeScript(plan));
+    return EXIT.ok;
+  }
+  if (!storage.root.startsWith('s3://')) throw new ConfigError(`compact merge --engine athena --run: the lake ${storage.root} is local; Athena writes to S3, so the lake must be on S3 (--lake s3://bucket/prefix)`);
+  if (values.location !== undefined && values.location.replace(/\/+$/, '') !== storage.root) {
+    throw new ConfigError(`compact merge --engine athena --run: --location ${values.location} is not the lake ${storage.root}; Athena must write where the lake is`);
+  }
+  const athena = new AthenaQuery({
+    database: options.database,
+    workGroup: values.workgroup,
+    outputLocation: values.output,
+    region: values.region ?? (io.env.AWS_REGION || undefined),
+    endpoint: values.endpoint ?? (io.env.AWS_ENDPOINT_URL_ATHENA || io.env.AWS_ENDPOINT_URL || undefined),
+    timeoutMs: values.timeout === undefined ? undefined : parseDuration('--timeout', values.timeout),
+  });
+  // Ctrl-C stops the running statement in Athena; nothing is swapped after it, staging is cleaned up.
+  const ac = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => ac.abort(new Error(`interrupted (${signal})`));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const result = await runAthenaMerge(storage, catalog, athena, {
+      ...options,
+      signal: ac.signal,
+      onStatement: values.json ? undefined : (s, i, n) => io.stderr.write(`athena: ${i + 1}/${n} ${s.kind} ${s.staging}\n`),
+    });
+    io.stdout.write(values.json ? JSON.stringify({ ...result, athena: { runId: result.athena.runId, staging: result.athena.staging.map((s) => s.name) } }) + '\n' : describe(result, false));
+    return EXIT.ok;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    athena.destroy();
+  }
 }
 
 function describe(r: MergeResult, dryRun: boolean): string {
@@ -107,16 +203,26 @@ async function compactJson(argv: string[], io: Io): Promise<number> {
     'partition-by': { type: 'string' },
     'dry-run': { type: 'boolean' },
     json: { type: 'boolean' },
+    engine: { type: 'string' },
   });
   if (values.help) {
     io.stdout.write(COMPACT_HELP);
     return EXIT.ok;
   }
   if (positionals.length > 0) throw new ConfigError(`compact json: unexpected argument ${JSON.stringify(positionals[0])}`);
-  if (values.from === undefined) throw new ConfigError('compact json: --from DIR is required (the directory of raw JSON to convert)');
+  if (values.engine !== undefined && values.engine !== 'duckdb') {
+    if (values.engine !== 'athena') badOption('--engine', values.engine, 'duckdb');
+    throw new ConfigError(
+      'compact json --engine athena: not supported. Conversion must go through the ingest pipeline (validation, dead letters, ' +
+        'exactly-once file names and source ranges), which SQL on Athena cannot reproduce; convert with the default engine ' +
+        '(it streams S3 inputs one at a time) and rewrite oversized partitions with compact merge --engine athena',
+    );
+  }
+  if (values.from === undefined) throw new ConfigError('compact json: --from DIR|s3://bucket/prefix is required (where the raw JSON to convert is)');
   const settings = await lakeSettings(values, io);
   const { config, lake } = settings;
-  const inputs = await listJsonInputs(path.resolve(io.cwd, values.from));
+  const from = isS3Location(values.from) ? values.from : path.resolve(io.cwd, values.from);
+  const inputs = await listJsonInputs(from, { env: io.env });
   const bytes = inputs.reduce((a, i) => a + i.bytes, 0);
   if (values['dry-run']) {
     const plan = { from: values.from, files: inputs.length, bytes, lake, partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt' };
