@@ -10,11 +10,12 @@ SELECT
   count(DISTINCT anonymous_id) FILTER (WHERE event = 'Experiment Clicked') AS unique_clicks,
   count(*) FILTER (WHERE event = 'Experiment Clicked') AS total_clicks
 FROM (
+  -- The promoted columns; rows of files written before they existed (NULL there) parse the JSON.
   SELECT
     event,
     anonymous_id,
-    json_extract_string(properties, '$.experimentName') AS experiment_name,
-    json_extract_string(properties, '$.variationName') AS variation_name
+    coalesce(experiment_name, json_extract_string(properties, '$.experimentName')) AS experiment_name,
+    coalesce(variation_name, json_extract_string(properties, '$.variationName')) AS variation_name
   FROM tracks
   WHERE event IN ('Experiment Viewed', 'Experiment Clicked')
 )

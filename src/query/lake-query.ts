@@ -10,7 +10,7 @@ import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
 import { spoolSelectSql } from '../writer/parquet-file.ts';
-import { columnsFor } from '../events/schema.ts';
+import { EVENT_TYPES, PROMOTED_PROPERTIES, columnsFor, type EventType } from '../events/schema.ts';
 import type { LiveSnapshot, LiveSpool, SnapshotSource } from '../writer/spool.ts';
 
 /** The directory of views shipped with Tributary. */
@@ -221,8 +221,25 @@ export async function tableViewSql(storage: Storage, catalog: Catalog, t: TableD
   return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS (${committed}) UNION ALL BY NAME (${liveSql})`;
 }
 
+/**
+ * Promoted columns, which files and catalog entries written by an older version lack. Views use
+ * them, so they always exist (NULL in such files: views fall back to the JSON there).
+ */
+function missingColumns(t: TableDef): string[] {
+  const type = t.parameters?.tributary_event_type as EventType | undefined;
+  if (type !== 'track' || !(EVENT_TYPES as readonly string[]).includes(type)) return [];
+  return PROMOTED_PROPERTIES.map((p) => p.name);
+}
+
 /** SELECT over a table's committed files (an empty, typed SELECT when it has none). */
 async function committedSelectSql(storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease): Promise<string> {
+  const missing = missingColumns(t);
+  if (missing.length === 0) return filesSelectSql(storage, catalog, t, lease);
+  const nulls = missing.map((c) => `CAST(NULL AS VARCHAR) AS ${sqlIdent(c)}`).join(', ');
+  return `(${await filesSelectSql(storage, catalog, t, lease)}) UNION ALL BY NAME (SELECT ${nulls} WHERE false)`;
+}
+
+async function filesSelectSql(storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease): Promise<string> {
   const files = await listCommittedFiles(storage, catalog, t.name);
   const hiveTypes = t.partitionKeys
     .map((k) => `${sqlIdent(k.name)}: ${sqlString(PARTITION_FIELDS[k.name as PartitionField]?.duckType ?? 'VARCHAR')}`)

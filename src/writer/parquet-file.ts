@@ -1,6 +1,6 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { promises as fsp } from 'node:fs';
-import { CONTEXT_PATHS, RAW_EVENT_STRUCT, type ColumnDef } from '../events/schema.ts';
+import { CONTEXT_PATHS, PROMOTED_PROPERTIES, RAW_EVENT_STRUCT, type ColumnDef } from '../events/schema.ts';
 import { WriterError } from '../errors.ts';
 import { sqlIdent, sqlString } from './duckdb.ts';
 
@@ -34,7 +34,9 @@ export function spoolSelectSql(spoolPaths: string[], columns: ColumnDef[], extra
   const source =
     `read_json([${spoolPaths.map(sqlString).join(', ')}], format='newline_delimited', maximum_object_size=4194304, ` +
     `columns={m: 'VARCHAR', r: 'BIGINT', t: 'BIGINT', o: 'BIGINT', s: 'BIGINT', e: ${sqlString(RAW_EVENT_STRUCT)}})`;
-  const rows = `(SELECT *, json_extract_string(e.context, [${CONTEXT_PATHS.map(sqlString).join(', ')}]) AS ctx FROM ${source})`;
+  // Each JSON column is parsed once per row for all the paths taken from it (ctx, and props where promoted columns are written).
+  const props = columns.some((c) => c.sql.includes('props[')) ? `, json_extract_string(e.properties, [${PROMOTED_PROPERTIES.map((p) => sqlString(p.path)).join(', ')}]) AS props` : '';
+  const rows = `(SELECT *, json_extract_string(e.context, [${CONTEXT_PATHS.map(sqlString).join(', ')}]) AS ctx${props} FROM ${source})`;
   const select = [...columns.map((c) => `${c.sql} AS ${sqlIdent(c.name)}`), ...extra].join(', ');
   return `SELECT ${select} FROM ${rows}`;
 }
