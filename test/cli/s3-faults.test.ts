@@ -18,6 +18,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { rng } from '../../src/sample/generate.ts';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { dropConnection, s3Error, s3Operation, s3PreconditionFailed, startFaultProxy, type Fault, type ProxiedRequest } from '../support/fault-proxy.ts';
 import { expectedAnswers } from '../support/ground-truth.ts';
@@ -43,18 +44,6 @@ const CUT_BODY_OK = new Set(['GetObject', 'ListObjectsV2']);
 const KINDS = ['InternalError', 'SlowDown', 'drop', 'dropResponse', 'truncate'] as const;
 type Kind = (typeof KINDS)[number];
 
-/** mulberry32: a small seeded generator, so a run's choices do not depend on Math.random. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface FaultLog {
   /** kind → count */
   kinds: Record<string, number>;
@@ -77,7 +66,7 @@ function newLog(): FaultLog {
  * injected least so far (so every kind occurs early). Counts go to `log()`.
  */
 function faultRule(direct: S3Client, seed: number): { decide: (req: ProxiedRequest) => Promise<Fault | undefined>; log: () => FaultLog } {
-  const rnd = seeded(seed);
+  const rnd = rng(seed); // seeded, so a run's choices do not depend on Math.random
   const streak = new Map<string, number>();
   const seen = new Set<string>();
   let log = newLog();

@@ -86,14 +86,7 @@ async function athenaQueryCommand(positionals: string[], values: QueryValues, io
     for await (const c of io.stdin) chunks.push(Buffer.from(c as Buffer));
     sql = Buffer.concat(chunks).toString('utf8');
   }
-  const athena = new AthenaQuery({
-    database: values.database,
-    workGroup: values.workgroup,
-    outputLocation: values.output,
-    region: values.region ?? (io.env.AWS_REGION || undefined),
-    endpoint: values.endpoint ?? (io.env.AWS_ENDPOINT_URL_ATHENA || io.env.AWS_ENDPOINT_URL || undefined),
-    timeoutMs: values.timeout === undefined ? undefined : parseDuration('--timeout', values.timeout),
-  });
+  const athena = athenaFromFlags(values.database, values, io);
   // Ctrl-C stops the query in Athena too (it would otherwise run on, and be billed, to the end).
   const ac = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => ac.abort(new Error(`interrupted (${signal})`));
@@ -112,4 +105,20 @@ async function athenaQueryCommand(positionals: string[], values: QueryValues, io
     process.off('SIGTERM', onSignal);
     athena.destroy();
   }
+}
+
+/** The Athena runner the --workgroup, --output, --region, --endpoint and --timeout flags describe (standard AWS variables beneath them). */
+export function athenaFromFlags(
+  database: string | undefined,
+  values: { workgroup?: string; output?: string; region?: string; endpoint?: string; timeout?: string },
+  io: Io,
+): AthenaQuery {
+  return new AthenaQuery({
+    database,
+    workGroup: values.workgroup,
+    outputLocation: values.output,
+    region: values.region ?? (io.env.AWS_REGION || undefined),
+    endpoint: values.endpoint ?? (io.env.AWS_ENDPOINT_URL_ATHENA || io.env.AWS_ENDPOINT_URL || undefined),
+    timeoutMs: values.timeout === undefined ? undefined : parseDuration('--timeout', values.timeout),
+  });
 }

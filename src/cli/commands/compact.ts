@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { convertJson, isS3Location, listJsonInputs } from '../../compact/json-to-parquet.ts';
 import { runMerge, type MergeOptions, type MergeResult } from '../../compact/merge.ts';
 import { athenaMergeScript, planAthenaMerge, runAthenaMerge, type AthenaMergeOptions } from '../../compact/athena-merge.ts';
-import { AthenaQuery } from '../../athena/athena-query.ts';
+import { athenaFromFlags } from './athena.ts';
 import { badOption } from '../../errors.ts';
 import { progressLine, summary } from './ingest.ts';
 import { ConfigError } from '../../errors.ts';
@@ -152,14 +152,7 @@ async function athenaMerge(values: AthenaValues, common: MergeOptions, storage: 
   if (values.location !== undefined && values.location.replace(/\/+$/, '') !== storage.root) {
     throw new ConfigError(`compact merge --engine athena --run: --location ${values.location} is not the lake ${storage.root}; Athena must write where the lake is`);
   }
-  const athena = new AthenaQuery({
-    database: options.database,
-    workGroup: values.workgroup,
-    outputLocation: values.output,
-    region: values.region ?? (io.env.AWS_REGION || undefined),
-    endpoint: values.endpoint ?? (io.env.AWS_ENDPOINT_URL_ATHENA || io.env.AWS_ENDPOINT_URL || undefined),
-    timeoutMs: values.timeout === undefined ? undefined : parseDuration('--timeout', values.timeout),
-  });
+  const athena = athenaFromFlags(options.database, values, io);
   // Ctrl-C stops the running statement in Athena; nothing is swapped after it, staging is cleaned up.
   const ac = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => ac.abort(new Error(`interrupted (${signal})`));
