@@ -279,6 +279,8 @@ class IngestRun {
       }
       clearInterval(timer);
       await this.exclusive.idle();
+      // Input is done: the decode workers' heaps are freed before the last (often largest) Parquet writes.
+      await this.pool.close();
       for (const buf of [...this.open.values()]) await this.flush(buf);
       await this.drain();
       await this.deadLetters.flush();
