@@ -3,17 +3,17 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ATHENA_MAX_QUERY_LENGTH, type AthenaResult, type AthenaRunOptions } from '../athena/athena-query.ts';
-import { isConflict, partitionKey, type Catalog, type TableDef } from '../catalog/catalog.ts';
+import { partitionKey, type Catalog, type TableDef } from '../catalog/catalog.ts';
 import { listCommittedFiles } from '../catalog/files.ts';
 import { PartitionGuard } from '../catalog/partition-guard.ts';
 import { badOption, ConfigError, QueryError } from '../errors.ts';
-import { GENERATION_RANGES_NAME, FOREIGN_FILE_PREFIX, RANGES_METADATA_KEY, isForeignDataFile, parseDataFileName } from '../ingest/file-names.ts';
+import { FOREIGN_FILE_PREFIX, RANGES_METADATA_KEY, isForeignDataFile, parseDataFileName } from '../ingest/file-names.ts';
 import { readGenerationRanges, unionRanges, type RangesMeta } from '../ingest/recovery.ts';
 import { parsePartitionPath } from '../partition/hive-path.ts';
 import { FileCache } from '../storage/file-cache.ts';
 import { isHiddenName, type ObjectInfo, type Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlString } from '../writer/duckdb.ts';
-import { basePath, collectGarbage, planMerge, type MergeOptions, type MergeResult, type PartitionPlan } from './merge.ts';
+import { collectGarbage, commitGeneration, planMerge, type MergeOptions, type MergeResult, type PartitionPlan } from './merge.ts';
 
 /**
  * Athena writes at most 100 partition × bucket combinations per CREATE TABLE AS SELECT or INSERT INTO
@@ -343,12 +343,9 @@ async function swapIn(storage: Storage, catalog: Catalog, guard: PartitionGuard,
       return;
     }
     const others = files.filter((f) => !merged.has(f.key));
-    const foreign = files.some((f) => isForeignDataFile(baseName(f.key)));
     const carried = others.some((f) => isForeignDataFile(baseName(f.key))) ? await readGenerationRanges(storage, part.location) : [];
-    const gen = `${basePath(t, plan.values)}/_g${plan.version + 1}-${Date.now()}-${randomBytes(4).toString('hex')}`;
     const hash = createHash('sha256').update([...merged].map(baseName).sort().join('\n')).digest('hex').slice(0, 32);
-    const written: string[] = [];
-    try {
+    const write = async (gen: string, written: string[]): Promise<RangesMeta[]> => {
       for (const [i, o] of staged.entries()) {
         const to = `${gen}/${FOREIGN_FILE_PREFIX}${hash}-${i}.parquet`;
         await copyObject(storage, o.key, to);
@@ -360,19 +357,11 @@ async function swapIn(storage: Storage, catalog: Catalog, guard: PartitionGuard,
         await copyObject(storage, f.key, to);
         written.push(to);
       }
-      await storage.put(`${gen}/${GENERATION_RANGES_NAME}`, JSON.stringify(unionRanges([...ranges, ...carried])));
-      written.push(`${gen}/${GENERATION_RANGES_NAME}`);
-      await catalog.swapPartitionLocation(t.name, plan.values, gen, plan.version);
-    } catch (err) {
-      await storage.delete(written);
-      if (isConflict(err)) {
-        result.skipped.push({ table: t.name, values: plan.values, reason: (err as Error).message });
-        return;
-      }
-      throw err;
-    }
-    const old = [...files.map((f) => f.key), ...(foreign ? [`${part.location}/${GENERATION_RANGES_NAME}`] : [])];
-    await storage.put(`_tributary/gc/${String(Date.now() + graceMs).padStart(15, '0')}-${randomBytes(4).toString('hex')}.json`, JSON.stringify({ table: t.name, values: plan.values, keys: old, athenaRun: runId }));
+      // Every generation Athena writes has a sidecar: its files have no footers of ours.
+      return unionRanges([...ranges, ...carried]);
+    };
+    const swapped = await commitGeneration(storage, catalog, { table: t, values: plan.values, version: plan.version, location: part.location, files: files.map((f) => f.key), write, graceMs, gcFields: { athenaRun: runId } }, result.skipped);
+    if (!swapped) return;
     result.merged++;
     result.filesIn += merged.size;
     result.filesOut += staged.length;

@@ -187,12 +187,10 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
         const files = part === undefined ? [] : (await listCommittedFiles(storage, catalog, t.name, [part]));
         const plan = part === undefined ? null : planPartition(t, part, files, o, Date.now());
         if (plan === null) continue;
-        const gen = `${basePath(t, plan.values)}/_g${plan.version + 1}-${Date.now()}-${randomBytes(4).toString('hex')}`;
-        const written: string[] = [];
         // Files Athena compaction wrote have their ranges in the generation's sidecar, not in a footer.
         const foreign = files.some((f) => isForeignDataFile(baseName(f.key)));
         const sidecar = foreign ? await readGenerationRanges(storage, plan.location) : [];
-        try {
+        const write = async (gen: string, written: string[]): Promise<RangesMeta[] | undefined> => {
           for (const bin of plan.bins) {
             const name = `m+${createHash('sha256').update(bin.map((f) => baseName(f.key)).sort().join('\n')).digest('hex').slice(0, 32)}.parquet`;
             const local = path.join(spool, name);
@@ -207,22 +205,11 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
             else await storage.put(to, (await storage.get(f.key)) ?? Buffer.alloc(0));
             written.push(to);
           }
-          if (plan.keep.some((f) => isForeignDataFile(baseName(f.key)))) {
-            await storage.put(`${gen}/${GENERATION_RANGES_NAME}`, JSON.stringify(sidecar));
-            written.push(`${gen}/${GENERATION_RANGES_NAME}`);
-          }
-          await catalog.swapPartitionLocation(t.name, plan.values, gen, plan.version);
-        } catch (err) {
-          await storage.delete(written);
-          if (isConflict(err)) {
-            result.skipped.push({ table: t.name, values: plan.values, reason: (err as Error).message });
-            continue;
-          }
-          throw err;
-        }
-        // The old generation stays readable for the grace period, then goes.
-        const old = [...files.map((f) => f.key), ...(foreign ? [`${plan.location}/${GENERATION_RANGES_NAME}`] : [])];
-        await storage.put(`_tributary/gc/${String(Date.now() + o.graceMs).padStart(15, '0')}-${randomBytes(4).toString('hex')}.json`, JSON.stringify({ table: t.name, values: plan.values, keys: old }));
+          // Merged files carry their ranges in their footers; kept Athena-written ones need the sidecar.
+          return plan.keep.some((f) => isForeignDataFile(baseName(f.key))) ? sidecar : undefined;
+        };
+        const swapped = await commitGeneration(storage, catalog, { table: t, values: plan.values, version: plan.version, location: plan.location, files: files.map((f) => f.key), write, graceMs: o.graceMs }, result.skipped);
+        if (!swapped) continue;
         result.merged++;
         result.filesIn += plan.bins.flat().length;
         result.filesOut += plan.bins.length;
@@ -240,6 +227,58 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
   }
   result.seconds = (Date.now() - started) / 1000;
   return result;
+}
+
+/** A partition's next generation, for commitGeneration. */
+export interface NewGeneration {
+  table: TableDef;
+  values: string[];
+  /** The partition's version when its files were listed: the swap happens only if it still has it. */
+  version: number;
+  /** Where the partition is now. */
+  location: string;
+  /** The committed files at `location`: replaced by the swap, deleted once the grace period is over. */
+  files: string[];
+  /**
+   * Writes the generation's data files below `gen`, adding each key to `written` as soon as it
+   * exists; returns the source ranges of the generation's sidecar, or undefined for none.
+   */
+  write: (gen: string, written: string[]) => Promise<RangesMeta[] | undefined>;
+  graceMs: number;
+  /** More fields for the garbage record (beside table, values and keys). */
+  gcFields?: Record<string, string>;
+}
+
+/**
+ * The generation swap of DESIGN §5.5 for one partition, held by the caller's PartitionGuard: writes
+ * a new generation (its files, then its ranges sidecar), moves the partition there in one catalog
+ * call guarded by its version, and records the replaced files for deletion after the grace period.
+ * Whatever was written is deleted if writing or swapping fails. A lost race (a conflict) is pushed
+ * to `skipped` and returns false; any other failure is thrown.
+ */
+export async function commitGeneration(storage: Storage, catalog: Catalog, g: NewGeneration, skipped: MergeResult['skipped']): Promise<boolean> {
+  const gen = `${basePath(g.table, g.values)}/_g${g.version + 1}-${Date.now()}-${randomBytes(4).toString('hex')}`;
+  const written: string[] = [];
+  try {
+    const sidecar = await g.write(gen, written);
+    if (sidecar !== undefined) {
+      await storage.put(`${gen}/${GENERATION_RANGES_NAME}`, JSON.stringify(sidecar));
+      written.push(`${gen}/${GENERATION_RANGES_NAME}`);
+    }
+    await catalog.swapPartitionLocation(g.table.name, g.values, gen, g.version);
+  } catch (err) {
+    await storage.delete(written);
+    if (isConflict(err)) {
+      skipped.push({ table: g.table.name, values: g.values, reason: (err as Error).message });
+      return false;
+    }
+    throw err;
+  }
+  // The old generation stays readable for the grace period, then goes (with its sidecar, if it has one).
+  const foreign = g.files.some((k) => isForeignDataFile(baseName(k)));
+  const old = [...g.files, ...(foreign ? [`${g.location}/${GENERATION_RANGES_NAME}`] : [])];
+  await storage.put(`_tributary/gc/${String(Date.now() + g.graceMs).padStart(15, '0')}-${randomBytes(4).toString('hex')}.json`, JSON.stringify({ table: g.table.name, values: g.values, keys: old, ...g.gcFields }));
+  return true;
 }
 
 /** Writes one sorted file holding every row of `keys`; checks the row count; returns its size. */

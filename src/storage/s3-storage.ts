@@ -241,14 +241,8 @@ export class S3Storage implements Storage {
   async get(key: string): Promise<Buffer | undefined> {
     const k = this.objectKey(key);
     for (let attempt = 1; ; attempt++) {
-      let out: GetObjectCommandOutput;
-      try {
-        out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: k }));
-      } catch (err) {
-        const { name, status } = describe(err);
-        if (name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket')) return undefined;
-        throw this.failure('read', k, err);
-      }
+      const out = await this.sendGet(k);
+      if (out === undefined) return undefined;
       try {
         if (!out.Body) return Buffer.alloc(0);
         const bytes = await out.Body.transformToByteArray();
@@ -271,14 +265,8 @@ export class S3Storage implements Storage {
    */
   async download(key: string, localPath: string): Promise<{ size: number; etag?: string } | undefined> {
     const k = this.objectKey(key);
-    let out: GetObjectCommandOutput;
-    try {
-      out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: k }));
-    } catch (err) {
-      const { name, status } = describe(err);
-      if (name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket')) return undefined;
-      throw this.failure('read', k, err);
-    }
+    const out = await this.sendGet(k);
+    if (out === undefined) return undefined;
     let size = 0;
     try {
       const body = (out.Body ?? Readable.from([])) as Readable;
@@ -376,6 +364,20 @@ export class S3Storage implements Storage {
       }
     };
     await Promise.all(Array.from({ length: Math.min(DELETE_FALLBACK_CONCURRENCY, keys.length) }, worker));
+  }
+
+  /**
+   * GetObject of the full object key `k`, its body not yet read; undefined when there is no such
+   * object (NoSuchKey, or a 404 that is not NoSuchBucket: a missing bucket is an error).
+   */
+  private async sendGet(k: string): Promise<GetObjectCommandOutput | undefined> {
+    try {
+      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: k }));
+    } catch (err) {
+      const { name, status } = describe(err);
+      if (name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket')) return undefined;
+      throw this.failure('read', k, err);
+    }
   }
 
   /** The full object key of `key` under the prefix; refuses keys that leave it or name no object. */

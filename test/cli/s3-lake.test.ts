@@ -3,29 +3,16 @@ import { test } from 'node:test';
 import { expectedAnswers } from '../support/ground-truth.ts';
 import { writeTestInput } from '../support/data.ts';
 import { lakeAnswers } from '../support/lake-answers.ts';
-import { rerunWithOpenSslLegacyProviderIfNeeded, s3rverBucket } from '../support/s3rver.ts';
+import { rerunWithOpenSslLegacyProviderIfNeeded, s3rverBucket, s3rverEnv } from '../support/s3rver.ts';
 import { startGlueStandIn } from '../support/glue-standin.ts';
 import { runCli, tempDir } from '../support/tmp.ts';
 
 rerunWithOpenSslLegacyProviderIfNeeded(); // s3rver (in this process) needs DES for its listing tokens
 
-function awsEnv(endpoint: string, cache: string): NodeJS.ProcessEnv {
-  return {
-    AWS_ENDPOINT_URL_S3: endpoint,
-    AWS_ACCESS_KEY_ID: 'S3RVER',
-    AWS_SECRET_ACCESS_KEY: 'S3RVER',
-    AWS_REGION: 'us-east-1',
-    // s3rver stores streamed bodies with their aws-chunked framing unless checksums are off.
-    AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
-    AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
-    TRIBUTARY_CACHE: cache,
-  };
-}
-
 test('every command works on an S3 lake (s3rver): ingest, query, tables, merge, idempotent re-ingest', async () => {
   const dir = tempDir('s3lake');
   const { endpoint, bucket } = await s3rverBucket();
-  const env = awsEnv(endpoint, `${dir}/cache`);
+  const env = s3rverEnv(endpoint, `${dir}/cache`);
   const lake = `s3://${bucket}/lake`;
   const { files, lines } = writeTestInput(dir, 4000, 61);
   const expected = await expectedAnswers(lines, dir);
@@ -55,7 +42,7 @@ test('an S3 lake registered in Glue (protocol stand-in): ingest and query throug
   const dir = tempDir('s3glue');
   const { endpoint, bucket } = await s3rverBucket();
   const glue = await startGlueStandIn();
-  const env = { ...awsEnv(endpoint, `${dir}/cache`), AWS_ENDPOINT_URL_GLUE: glue.endpoint };
+  const env = { ...s3rverEnv(endpoint, `${dir}/cache`), AWS_ENDPOINT_URL_GLUE: glue.endpoint };
   const lake = `s3://${bucket}/warehouse`;
   const { files, lines } = writeTestInput(dir, 2000, 63);
   const expected = await expectedAnswers(lines, dir);
@@ -74,7 +61,7 @@ test('catalog sync mirrors the embedded catalog into Glue, following compaction 
   const dir = tempDir('sync');
   const { endpoint, bucket } = await s3rverBucket();
   const glue = await startGlueStandIn();
-  const env = { ...awsEnv(endpoint, `${dir}/cache`), AWS_ENDPOINT_URL_GLUE: glue.endpoint };
+  const env = { ...s3rverEnv(endpoint, `${dir}/cache`), AWS_ENDPOINT_URL_GLUE: glue.endpoint };
   const lake = `s3://${bucket}/lake`;
   const { files, lines } = writeTestInput(dir, 1500, 65);
   const expected = await expectedAnswers(lines, dir);
@@ -106,7 +93,7 @@ test('catalog sync mirrors the embedded catalog into Glue, following compaction 
 test('query over S3 fetches only the tables it reads into the cache; --verbose reports misses, then hits; the cap evicts', async () => {
   const dir = tempDir('s3cache');
   const { endpoint, bucket } = await s3rverBucket();
-  const env = awsEnv(endpoint, `${dir}/default-cache`);
+  const env = s3rverEnv(endpoint, `${dir}/default-cache`);
   const lake = `s3://${bucket}/lake`;
   const { files, lines } = writeTestInput(dir, 2000, 67);
   const expected = await expectedAnswers(lines, dir);

@@ -13,23 +13,10 @@ import { sampleLines } from '../../src/sample/generate.ts';
 import { segmentLayout } from '../support/data.ts';
 import { expectedAnswers } from '../support/ground-truth.ts';
 import { assertGroundTruth, cliQuery, lakeAnswers } from '../support/lake-answers.ts';
-import { rerunWithOpenSslLegacyProviderIfNeeded, s3rverBucket } from '../support/s3rver.ts';
+import { rerunWithOpenSslLegacyProviderIfNeeded, s3rverBucket, s3rverEnv } from '../support/s3rver.ts';
 import { runCli, tempDir } from '../support/tmp.ts';
 
 rerunWithOpenSslLegacyProviderIfNeeded(); // s3rver (in this process) needs DES for its listing tokens
-
-function awsEnv(endpoint: string, cache: string): NodeJS.ProcessEnv {
-  return {
-    AWS_ENDPOINT_URL_S3: endpoint,
-    AWS_ACCESS_KEY_ID: 'S3RVER',
-    AWS_SECRET_ACCESS_KEY: 'S3RVER',
-    AWS_REGION: 'us-east-1',
-    // s3rver stores streamed bodies with their aws-chunked framing unless checksums are off.
-    AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
-    AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
-    TRIBUTARY_CACHE: cache,
-  };
-}
 
 /** Uploads every file under `root` to `s3://bucket/<prefix>/<relative path>`. */
 async function upload(client: S3Client, bucket: string, prefix: string, root: string, files: string[]): Promise<void> {
@@ -49,7 +36,7 @@ async function committed(lake: string | S3Storage): Promise<string[]> {
 test('a Segment-layout backfill in S3 converts to exactly the ground truth, the same files as a local copy; twice changes nothing', async () => {
   const dir = tempDir('jsons3');
   const { endpoint, bucket, client } = await s3rverBucket();
-  const env = awsEnv(endpoint, `${dir}/cache`);
+  const env = s3rverEnv(endpoint, `${dir}/cache`);
   const lines = [...sampleLines({ count: 8_000, seed: 47, invalidRate: 0.02 })];
   const files = segmentLayout(`${dir}/raw`, lines, 3);
   // An undated event: dated by its day directory, in S3 as locally.
@@ -101,7 +88,7 @@ test('a Segment-layout backfill in S3 converts to exactly the ground truth, the 
 test('an S3 source is listed through the Storage port; bad or empty locations fail naming them', async () => {
   const dir = tempDir('jsons3bad');
   const { endpoint, bucket, client } = await s3rverBucket();
-  const env = awsEnv(endpoint, `${dir}/cache`);
+  const env = s3rverEnv(endpoint, `${dir}/cache`);
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'in/a/1.ndjson', Body: '{}\n' }));
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'in/a/2.json.gz', Body: gzipSync('{}\n') }));
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'inside/3.ndjson', Body: '{}\n' }));

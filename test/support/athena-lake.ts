@@ -13,23 +13,8 @@ import { AthenaEngine } from './athena-engine.ts';
 import { startAthenaStandIn } from './athena-standin.ts';
 import { writeTestInput } from './data.ts';
 import type { Expected } from './ground-truth.ts';
-import { s3rverBucket } from './s3rver.ts';
+import { s3rverBucket, s3rverEnv } from './s3rver.ts';
 import { tempDir } from './tmp.ts';
-
-/** Environment for CLI children using s3rver and the Athena stand-in. */
-export function awsEnv(s3: string, athena: string, cache: string): NodeJS.ProcessEnv {
-  return {
-    AWS_ENDPOINT_URL_S3: s3,
-    AWS_ENDPOINT_URL_ATHENA: athena,
-    AWS_ACCESS_KEY_ID: 'S3RVER',
-    AWS_SECRET_ACCESS_KEY: 'S3RVER',
-    AWS_REGION: 'us-east-1',
-    // s3rver stores streamed bodies with their aws-chunked framing unless checksums are off.
-    AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
-    AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
-    TRIBUTARY_CACHE: cache,
-  };
-}
 
 /** More events (no fixed edge lines, whose message ids every writeTestInput repeats) in a file of their own. */
 export function moreEvents(dir: string, name: string, count: number, seed: number): { files: string[]; lines: string[] } {
@@ -89,6 +74,6 @@ export async function s3LakeWithAthena(label: string, count: number, seed: numbe
   const input = await ingestInPieces(storage, catalog, dir, count, seed, pieces);
   const engine = new AthenaEngine({ bucketStorage: new S3Storage({ bucket, client }), bucket, lakePrefix: 'lake', catalog, lakeStorage: storage, database: 'tributary' });
   const standIn = await startAthenaStandIn({ execute: engine.execute, databases: ['tributary'] });
-  const env = awsEnv(endpoint, standIn.endpoint, `${dir}/cache`);
+  const env: NodeJS.ProcessEnv = { ...s3rverEnv(endpoint, `${dir}/cache`), AWS_ENDPOINT_URL_ATHENA: standIn.endpoint };
   return { dir, bucket, client, storage, catalog, input, engine, standIn, env, lake: `s3://${bucket}/lake` };
 }

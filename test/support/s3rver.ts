@@ -52,6 +52,23 @@ export function localS3Client(endpoint: string, options: { maxAttempts?: number 
   });
 }
 
+/**
+ * The environment of a CLI child using the s3rver at `endpoint` (its dummy credentials; add the
+ * endpoints of other stand-ins beside it), with its file cache at `cache`.
+ */
+export function s3rverEnv(endpoint: string, cache: string): NodeJS.ProcessEnv {
+  return {
+    AWS_ENDPOINT_URL_S3: endpoint,
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_REGION: 'us-east-1',
+    // s3rver stores streamed bodies with their aws-chunked framing unless checksums are off.
+    AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
+    AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
+    TRIBUTARY_CACHE: cache,
+  };
+}
+
 export interface S3rverBucket {
   /** e.g. http://127.0.0.1:40123 */
   endpoint: string;
