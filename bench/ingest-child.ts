@@ -1,11 +1,27 @@
-/** Child process of the ingest benchmark: ingests one file and prints its figures as JSON (peak RSS included). */
+/** Child process of the ingest benchmark: ingests one file and prints its figures as JSON (peak RSS, CPU and phases included). */
 import { Ingestor } from '../src/ingest/ingestor.ts';
 import { openLocalLake } from '../src/lake.ts';
+import type { RecordBatch, Source } from '../src/source/source.ts';
 import { FileSource } from '../src/source/file-source.ts';
 
 const [input, lake, target] = process.argv.slice(2) as [string, string, string];
 const { storage, catalog } = openLocalLake(lake);
 const t0 = process.hrtime.bigint();
-const stats = await new Ingestor(storage, catalog, { targetFileBytes: Number(target) }).run(new FileSource([input]));
-const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-process.stdout.write(JSON.stringify({ ...stats, seconds, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\n');
+const cpu0 = process.cpuUsage();
+const since = () => Number(process.hrtime.bigint() - t0) / 1e9;
+// The moment the source is exhausted splits the run into its read/decode phase and the final writes
+// (with 1 GiB targets nothing reaches its size, so every file is written after the input ends).
+let inputDoneSeconds = 0;
+const files = new FileSource([input]);
+const timed: Source = {
+  name: files.name,
+  progress: () => files.progress(),
+  async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
+    yield* files;
+    inputDoneSeconds = since();
+  },
+};
+const stats = await new Ingestor(storage, catalog, { targetFileBytes: Number(target) }).run(timed);
+const seconds = since();
+const cpu = process.cpuUsage(cpu0);
+process.stdout.write(JSON.stringify({ ...stats, seconds, inputDoneSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\n');

@@ -73,6 +73,8 @@ const rows: Array<[string, string, string]> = [
   ['peak RSS MB', mb(ours.maxRssBytes!), mb(base.maxRssBytes!)],
   ['output MB / files', `${mb(ours.bytes!)} / ${ours.files}`, 'one file per table (snappy)'],
   ['seconds', ours.seconds!.toFixed(1), base.seconds!.toFixed(1)],
+  ['phases: input read and decoded / final Parquet writes', `${ours.inputDoneSeconds!.toFixed(1)} s / ${(ours.seconds! - ours.inputDoneSeconds!).toFixed(1)} s`, 'with 1 GiB targets every file is written after the input ends'],
+  ['CPU core-seconds (cores busy on average)', `${ours.cpuSeconds!.toFixed(1)} (${(ours.cpuSeconds! / ours.seconds!).toFixed(2)})`, `this machine has ${os.cpus().length}`],
   ['calibration: JSON.parse alone, 1 core (this run)', `${Math.round(parsePerCore).toLocaleString('en-US')} events/s`, `ingest ÷ it: ${(oursRate / parsePerCore).toFixed(2)}× (JSON.parse of each line, best of 3 over 200 MB)`],
 ];
 const cpu = (os.cpus()[0]?.model ?? 'unknown').trim();
