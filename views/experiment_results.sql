@@ -9,16 +9,10 @@ SELECT
   count(*) FILTER (WHERE event = 'Experiment Viewed') AS total_views,
   count(DISTINCT anonymous_id) FILTER (WHERE event = 'Experiment Clicked') AS unique_clicks,
   count(*) FILTER (WHERE event = 'Experiment Clicked') AS total_clicks
-FROM (
-  -- The promoted columns; rows of files written before they existed (NULL there) parse the JSON.
-  SELECT
-    event,
-    anonymous_id,
-    coalesce(experiment_name, json_extract_string(properties, '$.experimentName')) AS experiment_name,
-    coalesce(variation_name, json_extract_string(properties, '$.variationName')) AS variation_name
-  FROM tracks
-  WHERE event IN ('Experiment Viewed', 'Experiment Clicked')
-)
+-- The promoted columns, not the JSON: the query layer fills them from the JSON only for files
+-- written before they existed, so `properties` is not read here.
+FROM tracks
+WHERE event IN ('Experiment Viewed', 'Experiment Clicked')
 GROUP BY experiment_name, variation_name
 HAVING count(*) FILTER (WHERE event = 'Experiment Viewed') > 0
 ORDER BY experiment_name, variation_name
