@@ -71,8 +71,9 @@ const TAIL: ColumnDef[] = [
  * Property keys promoted to typed columns of tracks, appended after the common columns: the A/B-test
  * keys every live experiment view reads, so those views scan two dictionary-encoded columns instead
  * of parsing each row's properties JSON (measured on 10 M events: the view's time roughly halves).
- * Strings as sent (a non-string value is its JSON text); `properties` still holds them too. Files
- * written before a column existed read it as NULL, so views fall back to the JSON there.
+ * Strings as sent (a non-string value is its JSON text); `properties` still holds them too. For files
+ * written before a column existed, DuckDB queries take it from the JSON (src/query/lake-query.ts);
+ * Athena reads NULL there.
  */
 export const PROMOTED_PROPERTIES = [
   { name: 'experiment_name', path: '$.experimentName' },

@@ -145,7 +145,7 @@ export class LakeQuery {
     const todo = this.tables.filter((t) => names.includes(t.name) && !this.bound.has(t.name));
     if (todo.length === 0) return;
     for (const t of todo) {
-      await this.conn.run(await tableViewSql(this.storage, this.catalog, t, this.lease, this.spools.filter((sp) => sp.table === t.name)));
+      await this.conn.run(await tableViewSql(this.conn, this.storage, this.catalog, t, this.lease, this.spools.filter((sp) => sp.table === t.name)));
       this.bound.add(t.name);
     }
     await this.registerViews();
@@ -210,8 +210,8 @@ export class LakeQuery {
 }
 
 /** The CREATE VIEW statement for a table over its committed files (and its live spools, if any). */
-export async function tableViewSql(storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease, live: LiveSpool[] = []): Promise<string> {
-  const committed = await committedSelectSql(storage, catalog, t, lease);
+export async function tableViewSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease, live: LiveSpool[] = []): Promise<string> {
+  const committed = await committedSelectSql(conn, storage, catalog, t, lease);
   if (live.length === 0) return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${committed}`;
   // Live rows: the spools read as the writer will write them, partition columns computed as the router does.
   const extra = t.partitionKeys
@@ -222,32 +222,62 @@ export async function tableViewSql(storage: Storage, catalog: Catalog, t: TableD
 }
 
 /**
- * Promoted columns, which files and catalog entries written by an older version lack. Views use
- * them, so they always exist (NULL in such files: views fall back to the JSON there).
+ * Promoted columns of the table, which files and catalog entries written by an older version lack.
+ * Views use them, so queries always expose them: read from the file where it has them, else taken
+ * from the JSON they are promoted from, as the writer does.
  */
-function missingColumns(t: TableDef): string[] {
+function promotedColumns(t: TableDef): (typeof PROMOTED_PROPERTIES)[number][] {
   const type = t.parameters?.tributary_event_type as EventType | undefined;
   if (type !== 'track' || !(EVENT_TYPES as readonly string[]).includes(type)) return [];
-  return PROMOTED_PROPERTIES.map((p) => p.name);
+  return [...PROMOTED_PROPERTIES];
 }
 
 /** SELECT over a table's committed files (an empty, typed SELECT when it has none). */
-async function committedSelectSql(storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease): Promise<string> {
-  const missing = missingColumns(t);
-  if (missing.length === 0) return filesSelectSql(storage, catalog, t, lease);
-  const nulls = missing.map((c) => `CAST(NULL AS VARCHAR) AS ${sqlIdent(c)}`).join(', ');
-  return `(${await filesSelectSql(storage, catalog, t, lease)}) UNION ALL BY NAME (SELECT ${nulls} WHERE false)`;
+async function committedSelectSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease): Promise<string> {
+  const promoted = promotedColumns(t);
+  const files = await listCommittedFiles(storage, catalog, t.name);
+  if (files.length === 0) {
+    const missing = promoted.filter((p) => !t.columns.some((c) => c.name === p.name));
+    if (missing.length === 0) return emptySelectSql(t);
+    const nulls = missing.map((p) => `CAST(NULL AS VARCHAR) AS ${sqlIdent(p.name)}`).join(', ');
+    return `(${emptySelectSql(t)}) UNION ALL BY NAME (SELECT ${nulls} WHERE false)`;
+  }
+  const paths = await lease.paths(files);
+  if (promoted.length === 0) return readParquetSql(t, paths);
+  // Files grouped by the promoted columns they lack (files written before the columns existed). Only
+  // those parse the JSON: the others are read without `properties`, which a query on the promoted
+  // columns alone then never decompresses (a third of the experiment view's scan on 10 M events).
+  const names = promoted.map((p) => sqlString(p.name)).join(', ');
+  const schema = await conn.runAndReadAll(
+    `SELECT file_name, list(name) FILTER (WHERE name IN (${names})) FROM parquet_schema([${paths.map(sqlString).join(', ')}]) GROUP BY file_name`,
+  );
+  const has = new Map<string, string[]>(schema.getRowsJson().map(([file, cols]) => [String(file), (cols ?? []) as string[]]));
+  const groups = new Map<string, { missing: typeof promoted; paths: string[] }>();
+  for (const p of paths) {
+    const cols = has.get(p);
+    if (cols === undefined) throw new QueryError(`cannot read the schema of ${p}`);
+    const missing = promoted.filter((c) => !cols.includes(c.name));
+    const key = missing.map((c) => c.name).join(',');
+    if (!groups.has(key)) groups.set(key, { missing, paths: [] });
+    groups.get(key)!.paths.push(p);
+  }
+  // Files with every column first: their column order (partition columns last) is the view's.
+  const parts = [...groups.values()].sort((a, b) => a.missing.length - b.missing.length).map(({ missing, paths: ps }) => {
+    const read = readParquetSql(t, ps);
+    if (missing.length === 0) return read;
+    const fill = missing.map((c) => `json_extract_string(properties, ${sqlString(c.path)}) AS ${sqlIdent(c.name)}`).join(', ');
+    return `SELECT *, ${fill} FROM (${read})`;
+  });
+  return parts.length === 1 ? parts[0]! : parts.map((p) => `(${p})`).join(' UNION ALL BY NAME ');
 }
 
-async function filesSelectSql(storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease): Promise<string> {
-  const files = await listCommittedFiles(storage, catalog, t.name);
+/** SELECT over the given local copies of a table's files, Hive partition columns decoded from their paths. */
+function readParquetSql(t: TableDef, paths: string[]): string {
   const hiveTypes = t.partitionKeys
     .map((k) => `${sqlIdent(k.name)}: ${sqlString(PARTITION_FIELDS[k.name as PartitionField]?.duckType ?? 'VARCHAR')}`)
     .join(', ');
-  if (files.length === 0) return emptySelectSql(t);
-  const paths = (await lease.paths(files)).map(sqlString);
   const hive = t.partitionKeys.length > 0 ? `, hive_partitioning=true, hive_types={${hiveTypes}}` : ', hive_partitioning=false';
-  return `SELECT * FROM read_parquet([${paths.join(', ')}]${hive}, union_by_name=true)`;
+  return `SELECT * FROM read_parquet([${paths.map(sqlString).join(', ')}]${hive}, union_by_name=true)`;
 }
 
 /** A typed SELECT of no rows with the table's columns (a table without files, or not bound yet). */

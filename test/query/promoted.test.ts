@@ -1,7 +1,8 @@
 /**
  * Promoted property columns (tracks.experiment_name / variation_name): written equal to the JSON
- * they come from, and the experiment view stays exact over lakes written before they existed
- * (files without the columns, and a catalog whose table lacks them).
+ * they come from; over lakes written before they existed (files without the columns, a catalog
+ * whose table lacks them, old files beside new ones) queries take them from the JSON, and the
+ * experiment view stays exact.
  */
 import assert from 'node:assert/strict';
 import { renameSync, writeFileSync } from 'node:fs';
@@ -18,6 +19,9 @@ import { expectedAnswers } from '../support/ground-truth.ts';
 import { tempDir } from '../support/tmp.ts';
 
 const PROMOTED = ['experiment_name', 'variation_name'];
+/** Rows whose promoted columns differ from their JSON, and rows with an experiment name. */
+const CHECK = `SELECT count(*) FILTER (WHERE experiment_name IS DISTINCT FROM json_extract_string(properties, '$.experimentName') OR variation_name IS DISTINCT FROM json_extract_string(properties, '$.variationName')),
+  count(experiment_name) FROM tracks`;
 
 async function experiments(q: LakeQuery): Promise<Record<string, number[]>> {
   const r = await q.query('SELECT * FROM experiment_results');
@@ -46,16 +50,17 @@ test('promoted columns equal their JSON; experiment_results stays exact over fil
   lines.push(JSON.stringify({ type: 'track', event: 'Experiment Viewed', anonymousId: 'odd-1', messageId: 'odd-1', properties: { experimentName: 7, variationName: 'A' } }));
   lines.push(JSON.stringify({ type: 'track', event: 'Experiment Viewed', anonymousId: 'odd-2', messageId: 'odd-2', properties: { variationName: 'B' } }));
   writeFileSync(`${dir}/in.ndjson`, lines.join('\n') + '\n');
+  const moreLines = [...sampleLines({ count: 2_000, seed: 32 })];
+  writeFileSync(`${dir}/more.ndjson`, moreLines.join('\n') + '\n');
   const expected = await expectedAnswers(lines, dir);
   const { storage, catalog } = openLocalLake(`${dir}/lake`);
   await new Ingestor(storage, catalog).run(new FileSource([`${dir}/in.ndjson`]));
 
   const q = await LakeQuery.open(storage, catalog);
+  let bad: number | undefined;
+  let filled: number | undefined;
   try {
-    const [[bad, filled]] = (await q.query(
-      `SELECT count(*) FILTER (WHERE experiment_name IS DISTINCT FROM json_extract_string(properties, '$.experimentName') OR variation_name IS DISTINCT FROM json_extract_string(properties, '$.variationName')),
-              count(experiment_name) FROM tracks`,
-    )).rows as number[][];
+    [[bad, filled]] = (await q.query(CHECK)).rows as number[][];
     assert.equal(bad, 0, 'every promoted value equals the JSON it came from');
     assert.ok(filled! > 1000, `the columns are filled (${filled})`);
     assert.deepEqual(await experiments(q), expected.experiments);
@@ -71,7 +76,7 @@ test('promoted columns equal their JSON; experiment_results stays exact over fil
     old.close();
   }
 
-  // Files written before the columns existed: rewritten without them, the view falls back to the JSON.
+  // Files written before the columns existed: rewritten without them, queries take them from the JSON.
   const db = await DuckDBInstance.create(':memory:');
   const conn = await db.connect();
   const files = await listCommittedFiles(storage, catalog, 'tracks');
@@ -87,8 +92,24 @@ test('promoted columns equal their JSON; experiment_results stays exact over fil
     const q2 = await LakeQuery.open(storage, c);
     try {
       assert.deepEqual(await experiments(q2), expected.experiments);
+      // Queries take the columns from the JSON there, the values the writer would have written.
+      assert.deepEqual((await q2.query(CHECK)).rows, [[0, filled]]);
     } finally {
       q2.close();
     }
+  }
+  // Old and new files side by side: each read its own way, one answer.
+  await new Ingestor(storage, catalog).run(new FileSource([`${dir}/more.ndjson`]));
+  const more = await expectedAnswers([...lines, ...moreLines], dir);
+  const files2 = await listCommittedFiles(storage, catalog, 'tracks');
+  assert.ok(files2.length > files.length, 'new files beside the rewritten ones');
+  const q3 = await LakeQuery.open(storage, catalog);
+  try {
+    assert.deepEqual(await experiments(q3), more.experiments);
+    const [[bad3, filled3]] = (await q3.query(CHECK)).rows as number[][];
+    assert.equal(bad3, 0);
+    assert.ok(filled3! > filled!);
+  } finally {
+    q3.close();
   }
 });
