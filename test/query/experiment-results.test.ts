@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import { Ingestor } from '../../src/ingest/ingestor.ts';
 import { openLocalLake } from '../../src/lake.ts';
 import { LakeQuery, queryLive, type QueryResult } from '../../src/query/lake-query.ts';
+import { rng } from '../../src/sample/generate.ts';
 import { FileSource } from '../../src/source/file-source.ts';
 import { LocalLog, LocalLogSource } from '../../src/source/local-log.ts';
 import { tempDir } from '../support/tmp.ts';
@@ -28,17 +29,6 @@ const REFERENCE = `
   GROUP BY experiment_name, variation_name
   HAVING count(*) FILTER (WHERE event = 'Experiment Viewed') > 0
   ORDER BY experiment_name, variation_name`;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Raw = Record<string, unknown>;
 
