@@ -201,11 +201,12 @@ test('throttling, expired iterators, limit errors and dropped connections are su
   const proxy = await startFaultProxy(k.endpoint, (req) => {
     const op = kinesisTarget(req);
     if (op === 'GetRecords') {
-      getRecords++;
       // Bursts of four throttles outlast the SDK's own three attempts, so the consumer's backoff runs too.
-      if (getRecords % 12 < 4) return kinesisThrottle();
-      if (getRecords % 12 === 6) return kinesisExpiredIterator();
-      if (getRecords % 29 === 0) return dropConnection();
+      // The first burst starts at the first call, so a fast consumer that needs few calls still meets one.
+      const n = getRecords++;
+      if (n % 12 < 4) return kinesisThrottle();
+      if (n % 12 === 6) return kinesisExpiredIterator();
+      if (n % 29 === 28) return dropConnection();
     }
     if (op === 'GetShardIterator' && ++iterators % 3 === 1) return kinesisLimitExceeded();
     return undefined;
