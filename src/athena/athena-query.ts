@@ -1,3 +1,4 @@
+import { checkClientOptions } from '../aws/client-options.ts';
 import { randomUUID } from 'node:crypto';
 import {
   AthenaClient,
@@ -134,21 +135,8 @@ export class AthenaQuery {
     if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > ATHENA_MAX_PAGE_ROWS) badOption('Athena pageSize', pageSize, `a whole number from 1 to ${ATHENA_MAX_PAGE_ROWS} (GetQueryResults MaxResults)`);
     this.pageSize = pageSize;
 
-    if (options.region !== undefined && (typeof options.region !== 'string' || !/^[a-z0-9-]+$/.test(options.region))) {
-      badOption('Athena region', options.region, 'a region name such as us-east-1');
-    }
-    if (options.endpoint !== undefined) {
-      let ok = false;
-      try {
-        ok = typeof options.endpoint === 'string' && ['http:', 'https:'].includes(new URL(options.endpoint).protocol);
-      } catch {
-        ok = false;
-      }
-      if (!ok) badOption('Athena endpoint', options.endpoint, 'an http:// or https:// URL');
-    }
+    checkClientOptions('Athena', 'Athena', { ...options });
     if (options.client !== undefined) {
-      const clash = (['region', 'endpoint'] as const).filter((k) => options[k] !== undefined);
-      if (clash.length > 0) throw new ConfigError(`Athena: ${clash.join(', ')} cannot be combined with a ready-made client; configure the client instead`);
       this.client = options.client;
     } else {
       this.client = new AthenaClient({ region: options.region, endpoint: options.endpoint, maxAttempts: DEFAULT_CLIENT_MAX_ATTEMPTS });

@@ -1,3 +1,4 @@
+import { checkClientOptions } from '../aws/client-options.ts';
 import {
   BatchCreatePartitionCommand,
   CreateDatabaseCommand,
@@ -160,23 +161,8 @@ export class GlueCatalog implements Catalog {
     }
     this.retry = { maxAttempts, baseDelayMs, maxDelayMs };
 
-    if (options.region !== undefined && (typeof options.region !== 'string' || !/^[a-z0-9-]+$/.test(options.region))) {
-      badOption('Glue region', options.region, 'a region name such as us-east-1');
-    }
-    if (options.endpoint !== undefined) {
-      let ok = false;
-      try {
-        ok = typeof options.endpoint === 'string' && ['http:', 'https:'].includes(new URL(options.endpoint).protocol);
-      } catch {
-        ok = false;
-      }
-      if (!ok) badOption('Glue endpoint', options.endpoint, 'an http:// or https:// URL');
-    }
+    checkClientOptions('Glue', 'Glue catalog', { ...options });
     if (options.client !== undefined) {
-      const clash = (['region', 'endpoint'] as const).filter((k) => options[k] !== undefined);
-      if (clash.length > 0) {
-        throw new ConfigError(`Glue catalog: ${clash.join(', ')} cannot be combined with a ready-made client; configure the client instead`);
-      }
       this.client = options.client;
     } else {
       this.client = new GlueClient({ region: options.region, endpoint: options.endpoint, maxAttempts: DEFAULT_CLIENT_MAX_ATTEMPTS });

@@ -1,3 +1,4 @@
+import { checkClientOptions } from '../aws/client-options.ts';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,7 +14,7 @@ import {
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { badOption, ConfigError, StorageError } from '../errors.ts';
+import { badOption, StorageError } from '../errors.ts';
 import type { ObjectInfo, Storage } from './storage.ts';
 import { describeSdkError, isRetriableSdkError } from '../aws/sdk-errors.ts';
 import { withContentMd5 } from './s3-content-md5.ts';
@@ -101,23 +102,8 @@ export class S3Storage implements Storage {
     }
     this.partSize = partSize;
 
-    if (options.region !== undefined && (typeof options.region !== 'string' || !/^[a-z0-9-]+$/.test(options.region))) {
-      badOption('S3 region', options.region, 'a region name such as us-east-1');
-    }
-    if (options.endpoint !== undefined) {
-      let ok = false;
-      try {
-        ok = ['http:', 'https:'].includes(new URL(options.endpoint).protocol);
-      } catch {
-        ok = false;
-      }
-      if (!ok) badOption('S3 endpoint', options.endpoint, 'an http:// or https:// URL');
-    }
+    checkClientOptions('S3', 'S3 storage', { ...options }, ['region', 'endpoint', 'forcePathStyle']);
     if (options.client !== undefined) {
-      const clash = (['region', 'endpoint', 'forcePathStyle'] as const).filter((k) => options[k] !== undefined);
-      if (clash.length > 0) {
-        throw new ConfigError(`S3 storage: ${clash.join(', ')} cannot be combined with a ready-made client; configure the client instead`);
-      }
       this.client = options.client;
     } else {
       this.client = new S3Client({
