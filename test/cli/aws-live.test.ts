@@ -37,7 +37,7 @@ import { startAthenaStandIn } from '../support/athena-standin.ts';
 import { writeTestInput } from '../support/data.ts';
 import { startGlueStandIn } from '../support/glue-standin.ts';
 import { expectedAnswers, type Expected } from '../support/ground-truth.ts';
-import { rerunWithOpenSslLegacyProviderIfNeeded, s3rverBucket } from '../support/s3rver.ts';
+import { rerunWithOpenSslLegacyProviderIfNeeded, s3rverBucket, s3rverEnv } from '../support/s3rver.ts';
 import { runCli, tempDir } from '../support/tmp.ts';
 
 rerunWithOpenSslLegacyProviderIfNeeded(); // the local mode runs s3rver in this process; it needs DES for listings
@@ -141,17 +141,10 @@ async function localTarget(dir: string): Promise<Target> {
     workGroups: { primary: {} }, // no result location of its own: --output must be given, as the suite does
   });
   const env: NodeJS.ProcessEnv = {
+    ...s3rverEnv(endpoint, `${dir}/cache`),
     TRIBUTARY_LIVE_S3: `s3://${bucket}/scratch`,
-    AWS_ENDPOINT_URL_S3: endpoint,
     AWS_ENDPOINT_URL_GLUE: glue.endpoint,
     AWS_ENDPOINT_URL_ATHENA: athena.endpoint,
-    AWS_ACCESS_KEY_ID: 'S3RVER',
-    AWS_SECRET_ACCESS_KEY: 'S3RVER',
-    AWS_REGION: 'us-east-1',
-    // s3rver stores streamed bodies with their aws-chunked framing unless checksums are off.
-    AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
-    AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
-    TRIBUTARY_CACHE: `${dir}/cache`,
   };
   const t = await targetFrom(env, 'local');
   assert.ok(!('skip' in t), 'skip' in t ? t.skip : '');

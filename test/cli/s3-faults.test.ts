@@ -24,7 +24,7 @@ import { dropConnection, s3Error, s3Operation, s3PreconditionFailed, startFaultP
 import { expectedAnswers } from '../support/ground-truth.ts';
 import { writeTestInput } from '../support/data.ts';
 import { assertGroundTruth, cliQuery, lakeAnswers } from '../support/lake-answers.ts';
-import { localS3Client, rerunWithOpenSslLegacyProviderIfNeeded, s3rverBucket } from '../support/s3rver.ts';
+import { localS3Client, rerunWithOpenSslLegacyProviderIfNeeded, s3rverBucket, s3rverEnv } from '../support/s3rver.ts';
 import { runCli, tempDir } from '../support/tmp.ts';
 
 rerunWithOpenSslLegacyProviderIfNeeded(); // s3rver (in this process) needs DES for its listing tokens
@@ -155,16 +155,9 @@ test('ingest and query through 500s, 503 SlowDown, dropped connections, lost res
   const proxy = await startFaultProxy(endpoint, rule.decide);
   try {
     const env: NodeJS.ProcessEnv = {
-      AWS_ENDPOINT_URL_S3: proxy.endpoint,
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      AWS_REGION: 'us-east-1',
-      // s3rver stores streamed bodies with their aws-chunked framing unless checksums are off.
-      AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
-      AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
+      ...s3rverEnv(proxy.endpoint, `${dir}/cache`),
       // S3's smallest part, so the big file below is a multipart upload of 2–3 parts.
       TRIBUTARY_S3_PART_SIZE: '5MiB',
-      TRIBUTARY_CACHE: `${dir}/cache`,
     };
     const lake = `s3://${bucket}/lake`;
     const { files, lines } = writeTestInput(dir, 1500, 81);
