@@ -1,4 +1,3 @@
-import { checkClientOptions } from '../aws/client-options.ts';
 import { randomUUID } from 'node:crypto';
 import {
   AthenaClient,
@@ -12,6 +11,7 @@ import {
 } from '@aws-sdk/client-athena';
 import { describeSdkError, isRetriableSdkError } from '../aws/sdk-errors.ts';
 import { badOption, ConfigError, QueryError } from '../errors.ts';
+import { checkClientOptions } from '../aws/client-options.ts';
 import type { QueryResult } from '../query/lake-query.ts';
 
 /** StartQueryExecution: QueryString is 1..262,144 characters (Athena API reference). */
@@ -135,7 +135,7 @@ export class AthenaQuery {
     if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > ATHENA_MAX_PAGE_ROWS) badOption('Athena pageSize', pageSize, `a whole number from 1 to ${ATHENA_MAX_PAGE_ROWS} (GetQueryResults MaxResults)`);
     this.pageSize = pageSize;
 
-    checkClientOptions('Athena', 'Athena', { ...options });
+    checkClientOptions('Athena', 'Athena', options);
     if (options.client !== undefined) {
       this.client = options.client;
     } else {

@@ -6,7 +6,12 @@ import { badOption, ConfigError } from '../errors.ts';
  * ready-made `client` (it would be silently ignored). `service` prefixes option names ("S3 region"),
  * `owner` the clash message ("S3 storage: …").
  */
-export function checkClientOptions(service: string, owner: string, options: Record<string, unknown>, clientSettings: readonly string[] = ['region', 'endpoint']): void {
+export function checkClientOptions<O extends { region?: unknown; endpoint?: unknown; client?: unknown }>(
+  service: string,
+  owner: string,
+  options: O,
+  clientSettings: ReadonlyArray<keyof O & string> = ['region', 'endpoint'],
+): void {
   const { region, endpoint } = options;
   if (region !== undefined && (typeof region !== 'string' || !/^[a-z0-9-]+$/.test(region))) {
     badOption(`${service} region`, region, 'a region name such as us-east-1');

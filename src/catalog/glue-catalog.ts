@@ -1,4 +1,3 @@
-import { checkClientOptions } from '../aws/client-options.ts';
 import {
   BatchCreatePartitionCommand,
   CreateDatabaseCommand,
@@ -20,6 +19,7 @@ import {
 } from '@aws-sdk/client-glue';
 import { isRetriableSdkError, type SdkErrorShape } from '../aws/sdk-errors.ts';
 import { badOption, CatalogError, ConfigError } from '../errors.ts';
+import { checkClientOptions } from '../aws/client-options.ts';
 import { parseS3Uri } from '../storage/s3-storage.ts';
 import { partitionKey, type Catalog, type CatalogColumn, type PartitionDef, type TableDef } from './catalog.ts';
 
@@ -161,7 +161,7 @@ export class GlueCatalog implements Catalog {
     }
     this.retry = { maxAttempts, baseDelayMs, maxDelayMs };
 
-    checkClientOptions('Glue', 'Glue catalog', { ...options });
+    checkClientOptions('Glue', 'Glue catalog', options);
     if (options.client !== undefined) {
       this.client = options.client;
     } else {

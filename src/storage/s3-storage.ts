@@ -1,4 +1,3 @@
-import { checkClientOptions } from '../aws/client-options.ts';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,6 +14,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { badOption, StorageError } from '../errors.ts';
+import { checkClientOptions } from '../aws/client-options.ts';
 import type { ObjectInfo, Storage } from './storage.ts';
 import { describeSdkError, isRetriableSdkError } from '../aws/sdk-errors.ts';
 import { withContentMd5 } from './s3-content-md5.ts';
@@ -102,7 +102,7 @@ export class S3Storage implements Storage {
     }
     this.partSize = partSize;
 
-    checkClientOptions('S3', 'S3 storage', { ...options }, ['region', 'endpoint', 'forcePathStyle']);
+    checkClientOptions('S3', 'S3 storage', options, ['region', 'endpoint', 'forcePathStyle']);
     if (options.client !== undefined) {
       this.client = options.client;
     } else {
