@@ -5,6 +5,13 @@ import { ConfigError, StorageError } from '../errors.ts';
 import type { ObjectInfo, Storage } from './storage.ts';
 
 /**
+ * The name of a write in progress (tempBeside): not an object yet, so never listed. A process killed
+ * mid-write leaves one behind, and listing it made, for example, a dead Kinesis consumer's half-written
+ * heartbeat count as a live consumer for ever.
+ */
+const IN_PROGRESS = /^\..+\.\d+\.[0-9a-f]{8}\.tmp$/;
+
+/**
  * Storage in a local directory. Atomic writes go to a hidden temporary name in the target
  * directory, are fsynced, then renamed over the final name (rename is atomic on POSIX).
  */
@@ -134,7 +141,7 @@ export class LocalStorage implements Storage {
         const p = path.join(abs, e.name);
         if (e.isDirectory()) {
           if (options.recursive) await walk(p);
-        } else if (e.isFile()) {
+        } else if (e.isFile() && !IN_PROGRESS.test(e.name)) {
           try {
             const st = await fsp.stat(p);
             out.push({ key: path.relative(this.root, p).split(path.sep).join('/'), size: st.size, mtimeMs: st.mtimeMs, etag: `${st.size}-${st.mtimeMs}` });
@@ -156,6 +163,6 @@ export class LocalStorage implements Storage {
   private async tempBeside(target: string): Promise<string> {
     const dir = path.dirname(target);
     await fsp.mkdir(dir, { recursive: true });
-    return path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    return path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`); // see IN_PROGRESS
   }
 }

@@ -16,3 +16,14 @@ test('LocalStorage.putFile moves a complete file into place and leaves no tempor
   assert.deepEqual(readdirSync(`${dir}/root/tbl/dt=2026-01-01`), ['f.parquet']);
   assert.deepEqual(readdirSync(dir).sort(), ['root']);
 });
+
+test('LocalStorage.list does not report the temporary file a killed write left behind, only real objects (even hidden ones)', async () => {
+  const root = tempDir('ls-tmp');
+  const s = new LocalStorage(root);
+  await s.put('state/consumers/a.json', '{"owner":"a"}');
+  // What a process SIGKILLed inside put() leaves: its temporary name, possibly empty.
+  writeFileSync(`${root}/state/consumers/.b.json.12345.0a1b2c3d.tmp`, '');
+  writeFileSync(`${root}/state/consumers/.hidden.json`, '{}');
+  assert.deepEqual((await s.list('state/consumers')).map((o) => o.key), ['state/consumers/.hidden.json', 'state/consumers/a.json']);
+  assert.equal(readdirSync(`${root}/state/consumers`).length, 3);
+});
