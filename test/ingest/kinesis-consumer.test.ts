@@ -100,7 +100,10 @@ async function waitFor(what: string, cond: () => boolean, ms: number): Promise<v
 
 function countFiles(lake: string): number {
   if (!existsSync(lake)) return 0;
-  return readdirSync(lake, { recursive: true, encoding: 'utf8' }).filter((p) => p.endsWith('.parquet') && !p.startsWith('_')).length;
+  // The tables only: the spool directories under _tributary come and go while a consumer runs.
+  let n = 0;
+  for (const t of readdirSync(lake)) if (!t.startsWith('_')) n += readdirSync(`${lake}/${t}`, { recursive: true, encoding: 'utf8' }).filter((p) => p.endsWith('.parquet')).length;
+  return n;
 }
 
 function deadLetterPositions(lake: string): string[] {
