@@ -24,4 +24,7 @@ const timed: Source = {
 const stats = await new Ingestor(storage, catalog, { targetFileBytes: Number(target) }).run(timed);
 const seconds = since();
 const cpu = process.cpuUsage(cpu0);
-process.stdout.write(JSON.stringify({ ...stats, seconds, inputDoneSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\n');
+const usage = process.resourceUsage();
+process.stdout.write(
+  JSON.stringify({ ...stats, seconds, inputDoneSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, systemSeconds: cpu.system / 1e6, minorFaults: usage.minorPageFault, maxRssBytes: usage.maxRSS * 1024 }) + '\n',
+);

@@ -6,7 +6,7 @@ const encoder = new Encoder(workerData as EncoderConfig);
 parentPort!.on('message', (msg: { id: number; input: EncoderInput }) => {
   try {
     const out = encoder.encode(msg.input);
-    const transfer = out.groups.flatMap((g) => [g.bytes.buffer, g.record.buffer, g.sub.buffer, g.offsets.buffer]) as ArrayBuffer[];
+    const transfer = out.groups.flatMap((g) => [g.bytes.buffer, g.record.buffer, g.sub.buffer, g.offsets.buffer, g.receivedAt.buffer, g.eventOf.buffer]) as ArrayBuffer[];
     parentPort!.postMessage({ id: msg.id, out }, [...new Set(transfer)]);
   } catch (err) {
     parentPort!.postMessage({ id: msg.id, error: (err as Error).stack ?? String(err) });

@@ -32,6 +32,12 @@ export interface EncodedGroup {
   sub: Uint32Array;
   /** Per row: start offset in `bytes`; one extra entry holds the total length. */
   offsets: Uint32Array;
+  /** Per row: receivedAt in ms (a sort key of the file, after `event`). */
+  receivedAt: Float64Array;
+  /** The distinct track event names of the rows (empty for other types). */
+  events: string[];
+  /** Per row: index of its event in `events` (0 when `events` is empty). */
+  eventOf: Uint32Array;
 }
 
 /** A record or event refused by validation. */
@@ -90,7 +96,7 @@ export class Encoder {
             invalid.push({ record, sub: i, reason: problem, raw: o.raw });
             continue;
           }
-          g = { type: o.type, table, pairs, partKey: partitionKey(pairs.map((p) => p[1])), prefixes: [], raws: [], rawStart: [], rawEnd: [], record: [], sub: [], chars: 0 };
+          g = { type: o.type, table, pairs, partKey: partitionKey(pairs.map((p) => p[1])), prefixes: [], raws: [], rawStart: [], rawEnd: [], record: [], sub: [], receivedAt: [], events: new Map(), eventOf: [], chars: 0 };
           groups.set(key, g);
         }
         const prefix = spoolPrefix(o);
@@ -108,6 +114,12 @@ export class Encoder {
         }
         g.record.push(record);
         g.sub.push(i);
+        g.receivedAt.push(o.receivedAtMs);
+        if (o.event !== null) {
+          let ev = g.events.get(o.event);
+          if (ev === undefined) g.events.set(o.event, (ev = g.events.size));
+          g.eventOf.push(ev);
+        } else g.eventOf.push(0);
       }
     };
     let records = 0;
@@ -162,7 +174,19 @@ export class Encoder {
       }
       const bytes = Buffer.allocUnsafeSlow(off);
       buf.copy(bytes, 0, 0, off);
-      out.push({ type: g.type, table: g.table, pairs: g.pairs, partKey: g.partKey, bytes, record: Uint32Array.from(g.record), sub: Uint32Array.from(g.sub), offsets });
+      out.push({
+        type: g.type,
+        table: g.table,
+        pairs: g.pairs,
+        partKey: g.partKey,
+        bytes,
+        record: Uint32Array.from(g.record),
+        sub: Uint32Array.from(g.sub),
+        offsets,
+        receivedAt: Float64Array.from(g.receivedAt),
+        events: [...g.events.keys()],
+        eventOf: Uint32Array.from(g.eventOf),
+      });
     }
     return { groups: out, invalid, events, records };
   }
@@ -192,6 +216,10 @@ interface Group {
   rawEnd: number[];
   record: number[];
   sub: number[];
+  receivedAt: number[];
+  /** Event name → index, in order of first appearance. */
+  events: Map<string, number>;
+  eventOf: number[];
   /** Upper bound of the encoded size / 3 (sizing the output buffer). */
   chars: number;
 }

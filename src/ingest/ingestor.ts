@@ -12,8 +12,9 @@ import { parsePartitionSpec, type PartitionField } from '../partition/spec.ts';
 import { SUB_POSITION_BITS, eventPosition, type RecordBatch, type Source } from '../source/source.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, type DuckDBOptions } from '../writer/duckdb.ts';
-import { writeParquet, type Compression } from '../writer/parquet-file.ts';
+import { parquetWriteMemory, writeParquet, type Compression } from '../writer/parquet-file.ts';
 import { SpoolBuffer, type LiveSnapshot, type LiveSpool } from '../writer/spool.ts';
+import { SpoolSorter } from '../writer/spool-sorter.ts';
 import { DeadLetterSink } from './dead-letters.ts';
 import { Serial } from './serial.ts';
 import { DecodePool } from './decode-pool.ts';
@@ -60,10 +61,26 @@ export interface IngestOptions {
   tables?: Partial<Record<EventType, string>>;
   /** Where spool files go. Default `<lake>/_tributary/spool` for a local lake, the OS temp dir otherwise. */
   spoolDir?: string;
-  /** DuckDB limits for the Parquet writer. Default memory limit 768 MB. */
+  /** DuckDB limits for the Parquet writer. Default memory limit 768 MB, one thread per write (see maxConcurrentWrites). */
   duckdb?: DuckDBOptions;
-  /** Parquet writes running at once (each uses all DuckDB threads). Default 1: measured faster and ~150 MB lighter than 2. */
+  /**
+   * Parquet writes running at once, each sorting its spool then converting it on one DuckDB thread
+   * (unless `duckdb.threads` says otherwise). Default: one per core. Memory cost: each holds about
+   * three Parquet row groups (~400 MB for 1 KB events); see writeMemoryBytes.
+   */
   maxConcurrentWrites?: number;
+  /**
+   * Most spool bytes held in memory while a spool is sorted before its Parquet write (a larger one
+   * is sorted in runs and merged). Default 256 MiB, at least 1 MiB. Memory cost: up to this much,
+   * kept by the sort worker between writes (fresh memory costs more than reused memory on VMs).
+   */
+  sortMemoryBytes?: number;
+  /**
+   * Estimated memory the Parquet writes in flight may hold together (three row groups each, see
+   * maxConcurrentWrites); a write waits while it would exceed this, one write always runs. Default
+   * 1 GiB: two writes of 1 KB events side by side. Peak RSS is about 300 MB + this + sortMemoryBytes.
+   */
+  writeMemoryBytes?: number;
   /** Worker threads that decode and validate input; 0 decodes on the main thread. Default: one per core (the main thread mostly waits). Memory cost: ~4 MiB each in flight. */
   decodeWorkers?: number;
   /** Called about once a second and at the end. */
@@ -102,6 +119,8 @@ interface Resolved {
   ratio: number;
   tables: Record<EventType, string>;
   maxConcurrentWrites: number;
+  sortMemoryBytes: number;
+  writeMemoryBytes: number;
   decodeWorkers: number;
 }
 
@@ -131,7 +150,9 @@ export function resolveIngestOptions(o: IngestOptions): Resolved {
     compressionLevel: o.compression === 'snappy' ? undefined : intOption('compressionLevel', o.compressionLevel, 1, 1, 22),
     ratio: intOption('inputBytesPerOutputByte', o.inputBytesPerOutputByte, 5, 0.1, 1000),
     tables,
-    maxConcurrentWrites: intOption('maxConcurrentWrites', o.maxConcurrentWrites, 1, 1, 16),
+    maxConcurrentWrites: intOption('maxConcurrentWrites', o.maxConcurrentWrites, Math.min(os.availableParallelism(), 16), 1, 16),
+    sortMemoryBytes: intOption('sortMemoryBytes', o.sortMemoryBytes, 256 * MiB, MiB, 64 * 1024 * MiB, ' bytes'),
+    writeMemoryBytes: intOption('writeMemoryBytes', o.writeMemoryBytes, 1024 * MiB, 64 * MiB, 1024 * 1024 * MiB, ' bytes'),
     decodeWorkers: intOption('decodeWorkers', o.decodeWorkers, os.availableParallelism(), 0, 64),
   };
 }
@@ -190,6 +211,8 @@ class IngestRun {
   private readonly ratio = new Map<string, number>();
   private readonly lastRead = new Map<string, bigint>();
   private readonly inFlight = new Set<Promise<void>>();
+  /** Estimated memory of the writes in flight (parquetWriteMemory), against writeMemoryBytes. */
+  private writeMemory = 0;
   /** Buffers being written, for checkpoints (their rows are not committed yet). */
   private readonly writing = new Set<SpoolBuffer>();
   private commitChain: Promise<void> = Promise.resolve();
@@ -198,6 +221,7 @@ class IngestRun {
   private spoolSeq = 0;
   private duck!: { instance: DuckDBInstance; conn: DuckDBConnection };
   private pool!: DecodePool;
+  private sorter!: SpoolSorter;
   private readonly guard: PartitionGuard;
   private deadLetters!: DeadLetterSink;
   /** Serializes a commit's visibility step with live snapshots. */
@@ -281,7 +305,8 @@ class IngestRun {
       await this.exclusive.idle();
       // Input is done: the decode workers' heaps are freed before the last (often largest) Parquet writes.
       await this.pool.close();
-      for (const buf of [...this.open.values()]) await this.flush(buf);
+      // Largest first: the small files then fill the gaps beside the long writes.
+      for (const buf of [...this.open.values()].sort((a, b) => b.bytes - a.bytes)) await this.flush(buf);
       await this.drain();
       await this.deadLetters.flush();
       await this.checkpoint();
@@ -296,6 +321,7 @@ class IngestRun {
       for (const buf of this.open.values()) await buf.discard();
       this.open.clear();
       await this.pool?.close();
+      await this.sorter?.close();
       this.duck?.conn.closeSync();
       await fsp.rm(this.spoolDir, { recursive: true, force: true });
     }
@@ -310,7 +336,11 @@ class IngestRun {
     await removeStaleSpools(base);
     this.spoolDir = path.join(base, `${process.pid}-${randomBytes(4).toString('hex')}`);
     await fsp.mkdir(this.spoolDir, { recursive: true });
-    this.duck = await openDuckDB({ tempDirectory: path.join(this.spoolDir, 'duckdb'), ...this.raw.duckdb });
+    // Spools are sorted before their write, so DuckDB keeps their order instead of sorting again; one
+    // thread per write, writes side by side: measured, DuckDB's parallel write costs more CPU per row.
+    this.duck = await openDuckDB({ tempDirectory: path.join(this.spoolDir, 'duckdb'), threads: 1, ...this.raw.duckdb, preserveInsertionOrder: true });
+    // One sorter: a sort takes a fraction of its write, and each sorter keeps its buffer (sortMemoryBytes).
+    this.sorter = new SpoolSorter(1);
     this.pool = new DecodePool(
       {
         tables: this.opts.tables,
@@ -399,7 +429,7 @@ class IngestRun {
       if (mark !== undefined) while (from < rows && pos(from) <= mark) from++; // committed by an earlier run
       this.stats.skipped += from;
       if (from < rows) {
-        buf.appendEncoded(g.bytes.subarray(g.offsets[from]!, g.offsets[rows]!), rows - from, shard, pos(from), pos(rows - 1));
+        buf.append(g, from, shard, pos(from), pos(rows - 1));
         const ratio = this.ratio.get(layout.table) ?? this.opts.ratio;
         if (buf.bytes >= this.opts.targetFileBytes * ratio) await this.flush(buf);
       }
@@ -467,18 +497,23 @@ class IngestRun {
     if (buf.rows === 0) return buf.discard();
     buf.close();
     this.writing.add(buf);
-    while (this.inFlight.size >= this.opts.maxConcurrentWrites) await Promise.race(this.inFlight);
+    const memory = parquetWriteMemory(buf.rows, buf.bytes);
+    while (this.inFlight.size >= this.opts.maxConcurrentWrites || (this.inFlight.size > 0 && this.writeMemory + memory > this.opts.writeMemoryBytes)) await Promise.race(this.inFlight);
     if (this.failure !== null) throw this.failure;
     const outPath = buf.path.replace(/\.ndjson$/, '.parquet');
+    const sortedPath = buf.path.replace(/\.ndjson$/, '.sorted.ndjson');
     const earlier = this.commitChain; // the commits before this one (this one will wait for `written`)
+    const sorted = this.sorter.sort({ spoolPath: buf.path, indexPath: buf.indexPath, outPath: sortedPath, rows: buf.rows, events: buf.events, memoryBytes: this.opts.sortMemoryBytes }, buf.bytes);
     const write = async (): Promise<number> => {
+      await sorted;
       const conn = await this.duck.instance.connect();
       try {
         return await writeParquet(conn, {
-          spoolPath: buf.path,
+          spoolPath: sortedPath,
           outPath,
           columns: layout.dataColumns,
           sortBy: layout.sortBy,
+          presorted: true,
           expectedRows: buf.rows,
           compression: this.opts.compression,
           compressionLevel: this.opts.compressionLevel,
@@ -488,20 +523,23 @@ class IngestRun {
         conn.closeSync();
       }
     };
-    const written = write().catch(async (err: unknown) => {
-      // DuckDB spills sorts to disk, but buffers of parallel readers and writers do not spill: one
-      // retry on a single thread, once the writes before it are done, gets through most squeezes.
-      if (!/Out of Memory/i.test(String((err as Error)?.message))) throw err;
-      await earlier;
-      await this.duck.conn.run('SET threads = 1');
-      try {
-        return await write();
-      } catch (again) {
-        throw new WriterError(`${(again as Error).message} (after a single-threaded retry; raise duckdb.memoryLimit, default 768MB)`, { cause: again });
-      } finally {
-        await this.duck.conn.run('RESET threads');
-      }
-    });
+    const written = write()
+      .catch(async (err: unknown) => {
+        // Buffers of DuckDB's readers and writers do not spill: one retry, once the writes before it
+        // are done and on a single thread (for a duckdb.threads above 1), gets through most squeezes.
+        if (!/Out of Memory/i.test(String((err as Error)?.message))) throw err;
+        await earlier;
+        const threads = Number((await this.duck.conn.runAndReadAll("SELECT current_setting('threads')")).getRows()[0]![0]);
+        await this.duck.conn.run('SET threads = 1');
+        try {
+          return await write();
+        } catch (again) {
+          throw new WriterError(`${(again as Error).message} (after a single-threaded retry; raise duckdb.memoryLimit, default 768MB)`, { cause: again });
+        } finally {
+          await this.duck.conn.run(`SET threads = ${threads}`);
+        }
+      })
+      .finally(() => fsp.rm(sortedPath, { force: true }));
     written.catch(() => undefined); // observed through the commit chain below
     const committed = this.commitChain.then(async () => {
       if (this.failure !== null) return;
@@ -512,7 +550,11 @@ class IngestRun {
     });
     this.commitChain = tracked;
     this.inFlight.add(tracked);
-    void tracked.finally(() => this.inFlight.delete(tracked));
+    this.writeMemory += memory;
+    void tracked.finally(() => {
+      this.inFlight.delete(tracked);
+      this.writeMemory -= memory;
+    });
   }
 
   private async drain(): Promise<void> {
