@@ -96,7 +96,10 @@ export function columnsFor(type: EventType): ColumnDef[] {
   return type === 'track' ? [...HEAD, ...SPECIFIC[type], ...IDS, ...TAIL, ...PROMOTED] : [...HEAD, ...SPECIFIC[type], ...IDS, ...TAIL];
 }
 
-/** Columns each row is ordered by inside a file, so row-group statistics prune by them. */
+/**
+ * Columns each row is ordered by inside a file, so row-group statistics prune by them. Ingest sorts
+ * spools by the same keys before the write (writer/spool-sort.ts); compaction merges with ORDER BY.
+ */
 export function sortColumnsFor(type: EventType): string[] {
   return type === 'track' ? ['event', 'received_at'] : ['received_at'];
 }

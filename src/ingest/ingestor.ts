@@ -512,8 +512,6 @@ class IngestRun {
           spoolPath: sortedPath,
           outPath,
           columns: layout.dataColumns,
-          sortBy: layout.sortBy,
-          presorted: true,
           expectedRows: buf.rows,
           compression: this.opts.compression,
           compressionLevel: this.opts.compressionLevel,

@@ -1,5 +1,5 @@
 import { PARQUET_FORMAT, type TableDef } from '../catalog/catalog.ts';
-import { columnsFor, sortColumnsFor, type ColumnDef, type EventType } from '../events/schema.ts';
+import { columnsFor, type ColumnDef, type EventType } from '../events/schema.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 
 /** How one event type is laid out in the lake. */
@@ -10,7 +10,6 @@ export interface TableLayout {
   partitionBy: PartitionField[];
   /** Data columns written to files (partition columns removed). */
   dataColumns: ColumnDef[];
-  sortBy: string[];
   def: TableDef;
 }
 
@@ -26,7 +25,6 @@ export function tableLayout(type: EventType, table: string, spec: readonly Parti
     table,
     partitionBy,
     dataColumns,
-    sortBy: sortColumnsFor(type),
     def: {
       name: table,
       columns: dataColumns.map((c) => ({ name: c.name, type: c.glueType, comment: c.comment })),

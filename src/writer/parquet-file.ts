@@ -9,19 +9,16 @@ export type Compression = 'zstd' | 'snappy';
 
 /** What one Parquet write needs. */
 export interface ParquetWrite {
-  /** The spool file (see spool.ts); column SQL may use `e` (the raw event), `m`, `r`, `t`, `o`, `s` and `ctx` (CONTEXT_PATHS values). */
+  /**
+   * The spool file (see spool.ts), its lines already in the file's row order (spool-sort.ts): the
+   * write keeps it, so the connection must preserve insertion order (openDuckDB). Column SQL may
+   * use `e` (the raw event), `m`, `r`, `t`, `o`, `s` and `ctx` (CONTEXT_PATHS values).
+   */
   spoolPath: string;
   /** Where to write the Parquet file (local). */
   outPath: string;
   /** Data columns to write, in order (partition columns excluded). */
   columns: ColumnDef[];
-  /** Columns the rows are ordered by (must be among `columns` to take effect). */
-  sortBy: string[];
-  /**
-   * True when the spool's lines are already in `sortBy` order (spool-sort.ts): no ORDER BY, and the
-   * connection must preserve insertion order (openDuckDB's `preserveInsertionOrder`).
-   */
-  presorted?: boolean;
   /** Rows the spool holds; the write fails if DuckDB read any other number. */
   expectedRows: number;
   compression: Compression;
@@ -57,13 +54,11 @@ export function spoolSelectSql(spoolPaths: string[], columns: ColumnDef[], extra
 
 /** Converts a spool file to one Parquet file with DuckDB; returns the file's size in bytes. */
 export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Promise<number> {
-  const names = new Set(w.columns.map((c) => c.name));
-  const order = w.presorted ? '' : w.sortBy.filter((c) => names.has(c)).map(sqlIdent).join(', ');
   const kv = Object.entries(w.metadata)
     .map(([k, v]) => `${sqlIdent(k)}: ${sqlString(v)}`)
     .join(', ');
   const sql =
-    `COPY (${spoolSelectSql([w.spoolPath], w.columns)}${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(w.outPath)} ` +
+    `COPY (${spoolSelectSql([w.spoolPath], w.columns)}) TO ${sqlString(w.outPath)} ` +
     `(FORMAT parquet, COMPRESSION ${w.compression}${w.compressionLevel !== undefined ? `, COMPRESSION_LEVEL ${w.compressionLevel}` : ''}, ROW_GROUP_SIZE ${ROW_GROUP_SIZE}${kv ? `, KV_METADATA {${kv}}` : ''})`;
   let written: number;
   try {
