@@ -72,7 +72,8 @@ export interface IngestOptions {
   /**
    * Most spool bytes held in memory while a spool is sorted before its Parquet write (a larger one
    * is sorted in runs and merged). Default 256 MiB, at least 1 MiB. Memory cost: up to this much,
-   * kept by the sort worker between writes (fresh memory costs more than reused memory on VMs).
+   * kept by the sort worker between writes (fresh memory costs more than reused memory on VMs),
+   * plus ~36 bytes a row of the spool being sorted (~200 MB for a 5 GB spool of 1 KB events).
    */
   sortMemoryBytes?: number;
   /**

@@ -56,20 +56,18 @@ function sortInto(job: SpoolSortJob, scratch: Scratch): SpoolSortResult {
   readFully(job.indexPath, new Uint8Array(index), 0);
   const f64 = new Float64Array(index);
   const u32 = new Uint32Array(index);
+  // The event id slot is overwritten with the event's rank, in place: a multi-GB spool has millions
+  // of rows, and each array beside the index would cost several bytes a row more.
   const rank = eventRanks(job.events);
-  const evRank = new Uint32Array(n);
-  const recv = new Float64Array(n);
   const start = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) {
-    recv[i] = f64[2 * i]!;
-    const ev = u32[4 * i + 2]!;
-    evRank[i] = rank.length === 0 ? 0 : rank[ev]!;
+    u32[4 * i + 2] = rank.length === 0 ? 0 : rank[u32[4 * i + 2]!]!;
     start[i + 1] = start[i]! + u32[4 * i + 3]!;
   }
   const total = start[n]!;
   const order = new Uint32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
-  order.sort((a, b) => evRank[a]! - evRank[b]! || recv[a]! - recv[b]!); // stable (ES2019): ties keep arrival order
+  order.sort((a, b) => u32[4 * a + 2]! - u32[4 * b + 2]! || f64[2 * a]! - f64[2 * b]!); // stable (ES2019): ties keep arrival order
 
   const out = new OutputFile(job.outPath);
   try {
