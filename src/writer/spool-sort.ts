@@ -37,7 +37,7 @@ const OUT_CHUNK = 4 * 1024 * 1024;
 /**
  * Writes a copy of a spool with its lines ordered by (event, receivedAt, arrival): DuckDB then
  * writes the Parquet file without an ORDER BY. Measured on 200 k tracks rows of ~1.1 KB: DuckDB's
- * sort moved the whole ~1 KB rows and took about half the write's CPU; this copy costs a tenth of it.
+ * sort moved the whole ~1 KB rows and cost 1–2 CPU-s, about half the write; this copy costs ~0.3 s.
  * A spool larger than `memoryBytes` is cut into consecutive segments, each sorted into a run file,
  * and the runs are merged in one sequential pass (the global order is known up front from the
  * index, so the merge needs no heap: each next row names the run it comes from).
@@ -152,8 +152,8 @@ function sortInRuns(job: SpoolSortJob, order: Uint32Array, start: Float64Array, 
 
 /**
  * A read buffer kept from one sort to the next. Fresh memory is expensive where the kernel or the
- * hypervisor backs pages lazily (measured on this project's 2-core VM: ~4 ms per MB first touched,
- * ~0.1 ms per MB reused), so a sorter that runs many times keeps one.
+ * hypervisor backs pages lazily (measured on this project's 2-core VM: ~3 ms per MB first touched,
+ * ~0.04 ms per MB already touched), so a sorter that runs many times keeps one.
  */
 export class Scratch {
   private buf = Buffer.allocUnsafeSlow(0);
