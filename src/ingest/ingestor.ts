@@ -342,6 +342,7 @@ class IngestRun {
     this.duck = await openDuckDB({ tempDirectory: path.join(this.spoolDir, 'duckdb'), threads: 1, ...this.raw.duckdb, preserveInsertionOrder: true });
     // One sorter: a sort takes a fraction of its write, and each sorter keeps its buffer (sortMemoryBytes).
     this.sorter = new SpoolSorter(1);
+    this.sorter.prestart(); // in the background now, not in the way of the first file's write
     this.pool = new DecodePool(
       {
         tables: this.opts.tables,
@@ -499,12 +500,20 @@ class IngestRun {
     buf.close();
     this.writing.add(buf);
     const memory = parquetWriteMemory(buf.rows, buf.bytes);
-    while (this.inFlight.size >= this.opts.maxConcurrentWrites || (this.inFlight.size > 0 && this.writeMemory + memory > this.opts.writeMemoryBytes)) await Promise.race(this.inFlight);
-    if (this.failure !== null) throw this.failure;
     const outPath = buf.path.replace(/\.ndjson$/, '.parquet');
     const sortedPath = buf.path.replace(/\.ndjson$/, '.sorted.ndjson');
-    const earlier = this.commitChain; // the commits before this one (this one will wait for `written`)
+    // The sort starts before this write gets its slot: it runs while earlier writes hold the slots,
+    // so a slot that frees finds its next spool sorted (measured: DuckDB otherwise waited ~0.3 s a
+    // file for the sort). It costs disk for one sorted copy more, no memory (the sorter's buffer is fixed).
     const sorted = this.sorter.sort({ spoolPath: buf.path, indexPath: buf.indexPath, outPath: sortedPath, rows: buf.rows, events: buf.events, memoryBytes: this.opts.sortMemoryBytes }, buf.bytes);
+    sorted.catch(() => undefined); // awaited by the write below, or dropped with the failure
+    while (this.inFlight.size >= this.opts.maxConcurrentWrites || (this.inFlight.size > 0 && this.writeMemory + memory > this.opts.writeMemoryBytes)) await Promise.race(this.inFlight);
+    if (this.failure !== null) {
+      await sorted.catch(() => undefined);
+      await fsp.rm(sortedPath, { force: true });
+      throw this.failure;
+    }
+    const earlier = this.commitChain; // the commits before this one (this one will wait for `written`)
     const write = async (): Promise<number> => {
       await sorted;
       const conn = await this.duck.instance.connect();

@@ -1,3 +1,4 @@
+import './allocator-env.ts'; // first: it configures DuckDB's allocator before the library loads
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 
 /** Options of an in-process DuckDB. */

@@ -40,6 +40,15 @@ export class SpoolSorter {
     });
   }
 
+  /** Starts the workers now (each takes a fraction of a second to load), so that the first sorts do not wait for them. */
+  prestart(): void {
+    while (!this.closed && this.started < this.workers) {
+      const w = this.start();
+      w.unref();
+      this.idle.push(w);
+    }
+  }
+
   private dispatch(): void {
     while (this.queue.length > 0) {
       let w = this.idle.pop();

@@ -125,3 +125,23 @@ test('SpoolSorter sorts in its worker thread, reports a bad spool as a WriterErr
   }
   await assert.rejects(sorter.sort({ spoolPath: tracks.path, indexPath: tracks.indexPath, outPath: path.join(dir, 'late.ndjson'), rows: tracks.rows, events: tracks.events, memoryBytes: 1 << 20 }, tracks.bytes), /closed/);
 });
+
+test('SpoolSorter.prestart starts the worker ahead of the first sort; an unused prestarted worker neither holds the process nor blocks close', async () => {
+  const dir = tempDir('prestart');
+  const tracks = spoolEvents(dir, 400, 2).get('track')!;
+  const used = new SpoolSorter(1, 0);
+  used.prestart();
+  used.prestart(); // idempotent: still one worker
+  try {
+    const out = path.join(dir, 'p.ndjson');
+    const r = await used.sort({ spoolPath: tracks.path, indexPath: tracks.indexPath, outPath: out, rows: tracks.rows, events: tracks.events, memoryBytes: 1 << 26 }, tracks.bytes);
+    assert.equal(r.bytes, tracks.bytes);
+    assert.deepEqual(idsInFile(out), await duckdbOrder(tracks.path, true));
+  } finally {
+    await used.close();
+  }
+  const unused = new SpoolSorter(1, 0);
+  unused.prestart();
+  await unused.close();
+  await assert.rejects(unused.sort({ spoolPath: tracks.path, indexPath: tracks.indexPath, outPath: path.join(dir, 'late.ndjson'), rows: tracks.rows, events: tracks.events, memoryBytes: 1 << 20 }, tracks.bytes), /closed/);
+});
