@@ -66,7 +66,7 @@ export interface IngestOptions {
   /**
    * Parquet writes running at once, each sorting its spool then converting it on one DuckDB thread
    * (unless `duckdb.threads` says otherwise). Default: one per core. Memory cost: each holds about
-   * three Parquet row groups (~400 MB for 1 KB events); see writeMemoryBytes.
+   * three Parquet row groups (a row group holds ~64 MiB of spool: ~200 MB a write); see writeMemoryBytes.
    */
   maxConcurrentWrites?: number;
   /**
@@ -79,7 +79,8 @@ export interface IngestOptions {
   /**
    * Estimated memory the Parquet writes in flight may hold together (three row groups each, see
    * maxConcurrentWrites); a write waits while it would exceed this, one write always runs. Default
-   * 1 GiB: two writes of 1 KB events side by side. Peak RSS is about 300 MB + this + sortMemoryBytes.
+   * 1 GiB: about five writes of ~200 MB side by side, as cores allow. Peak RSS stays under about
+   * 300 MB + this + sortMemoryBytes.
    */
   writeMemoryBytes?: number;
   /** Worker threads that decode and validate input; 0 decodes on the main thread. Default: one per core (the main thread mostly waits). Memory cost: ~4 MiB each in flight. */

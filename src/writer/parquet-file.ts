@@ -28,8 +28,24 @@ export interface ParquetWrite {
   metadata: Record<string, string>;
 }
 
-/** Rows per Parquet row group: DuckDB's default, a good size for Athena's split planning. */
-const ROW_GROUP_SIZE = 122_880;
+/** Most rows in a Parquet row group: DuckDB's default. */
+const MAX_ROW_GROUP_ROWS = 122_880;
+/** Fewest rows in a row group: DuckDB's vector size, its own minimum. */
+const MIN_ROW_GROUP_ROWS = 2_048;
+/**
+ * Spool bytes per row group (~50 MB of column data in DuckDB's buffers, ~8 MB zstd on disk for
+ * 1 KB events). Row groups are cut by rows, so for wide events the row count follows from this.
+ * Measured on 220 MB spools of 1.1 KB events, two 1-thread writes side by side: 61,440-row groups
+ * cost 25–50% less CPU than 122,880 (DuckDB's buffers for the larger group are not reused but
+ * faulted in afresh), with the same file size; finer row groups also prune by `event` more finely.
+ */
+const ROW_GROUP_SPOOL_BYTES = 64 * 1024 * 1024;
+
+/** Rows per row group for a spool of `rows` rows in `spoolBytes`. */
+export function rowGroupRows(rows: number, spoolBytes: number): number {
+  if (rows === 0 || spoolBytes === 0) return MAX_ROW_GROUP_ROWS;
+  return Math.max(MIN_ROW_GROUP_ROWS, Math.min(MAX_ROW_GROUP_ROWS, Math.floor(ROW_GROUP_SPOOL_BYTES / (spoolBytes / rows))));
+}
 
 /**
  * Estimated peak memory of one writeParquet over a spool of `rows` rows in `spoolBytes`: DuckDB
@@ -37,7 +53,7 @@ const ROW_GROUP_SIZE = 122_880;
  * for row groups of 122,880 events of 1.1 KB), whatever the file's size beyond one row group.
  */
 export function parquetWriteMemory(rows: number, spoolBytes: number): number {
-  return rows === 0 ? 0 : 3 * Math.min(rows, ROW_GROUP_SIZE) * (spoolBytes / rows);
+  return rows === 0 ? 0 : 3 * Math.min(rows, rowGroupRows(rows, spoolBytes)) * (spoolBytes / rows);
 }
 
 /** A SELECT of `columns` over spool files: how rows leave the spool, for files and for live queries alike. */
@@ -57,9 +73,10 @@ export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Pro
   const kv = Object.entries(w.metadata)
     .map(([k, v]) => `${sqlIdent(k)}: ${sqlString(v)}`)
     .join(', ');
+  const rowGroup = rowGroupRows(w.expectedRows, (await fsp.stat(w.spoolPath)).size);
   const sql =
     `COPY (${spoolSelectSql([w.spoolPath], w.columns)}) TO ${sqlString(w.outPath)} ` +
-    `(FORMAT parquet, COMPRESSION ${w.compression}${w.compressionLevel !== undefined ? `, COMPRESSION_LEVEL ${w.compressionLevel}` : ''}, ROW_GROUP_SIZE ${ROW_GROUP_SIZE}${kv ? `, KV_METADATA {${kv}}` : ''})`;
+    `(FORMAT parquet, COMPRESSION ${w.compression}${w.compressionLevel !== undefined ? `, COMPRESSION_LEVEL ${w.compressionLevel}` : ''}, ROW_GROUP_SIZE ${rowGroup}${kv ? `, KV_METADATA {${kv}}` : ''})`;
   let written: number;
   try {
     const res = await conn.runAndReadAll(sql);
