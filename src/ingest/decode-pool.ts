@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { TributaryError } from '../errors.ts';
+import { workerUrl } from '../worker-code.ts';
 import { Encoder, type EncodedBatch, type EncoderConfig, type EncoderInput } from './encoder.ts';
 
 /**
@@ -19,7 +20,7 @@ export class DecodePool {
   constructor(config: EncoderConfig, workers: number) {
     this.inline = workers === 0 ? new Encoder(config) : null;
     for (let i = 0; i < workers; i++) {
-      const w = new Worker(new URL('./decode-worker.mjs', import.meta.url), { workerData: config });
+      const w = new Worker(workerUrl(new URL('./decode-worker.ts', import.meta.url), new URL('./decode-worker.mjs', import.meta.url)), { workerData: config });
       w.on('message', (msg: { id: number; out?: EncodedBatch; error?: string }) => {
         const p = this.pending.get(msg.id);
         if (p === undefined) return;

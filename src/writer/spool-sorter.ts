@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { WriterError } from '../errors.ts';
+import { workerUrl } from '../worker-code.ts';
 import { Scratch, sortSpool, type SpoolSortJob, type SpoolSortResult } from './spool-sort.ts';
 
 interface Queued {
@@ -63,7 +64,7 @@ export class SpoolSorter {
 
   private start(): Worker {
     this.started++;
-    const w = new Worker(new URL('./sort-worker.mjs', import.meta.url));
+    const w = new Worker(workerUrl(new URL('./sort-worker.ts', import.meta.url), new URL('./sort-worker.mjs', import.meta.url)));
     w.on('message', (msg: { result?: SpoolSortResult; error?: string }) => {
       const q = this.busy.get(w);
       if (q === undefined) return;
