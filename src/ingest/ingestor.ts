@@ -29,6 +29,18 @@ const PIPELINE_DEPTH = 4;
 /** The largest index of an event inside a record. */
 const MAX_SUB = Number((1n << SUB_POSITION_BITS) - 1n);
 
+/**
+ * The order of the writes once input ends: largest first, so the small files fill the gaps beside
+ * the long writes; but the largest spool that needs no sort goes second, so that it is written
+ * beside the first sort instead of a second write slot waiting for the sort worker.
+ */
+function finalFlushOrder(bufs: SpoolBuffer[]): SpoolBuffer[] {
+  const order = bufs.sort((a, b) => b.bytes - a.bytes);
+  const i = order.findIndex((b) => b.inOrder);
+  if (i > 1 && !order[0]!.inOrder) order.splice(1, 0, ...order.splice(i, 1));
+  return order;
+}
+
 function encoderInput(batch: RecordBatch): EncoderInput {
   const ctx = { fallbackReceivedAtMs: batch.fallbackReceivedAtMs, stampReceivedAt: batch.stampReceivedAt ?? false };
   if (batch.ndjson !== undefined) return { kind: 'ndjson', bytes: batch.ndjson.bytes, ctx, firstLineOfFile: batch.ndjson.startsFile };
@@ -307,8 +319,7 @@ class IngestRun {
       await this.exclusive.idle();
       // Input is done: the decode workers' heaps are freed before the last (often largest) Parquet writes.
       await this.pool.close();
-      // Largest first: the small files then fill the gaps beside the long writes.
-      for (const buf of [...this.open.values()].sort((a, b) => b.bytes - a.bytes)) await this.flush(buf);
+      for (const buf of finalFlushOrder([...this.open.values()])) await this.flush(buf);
       await this.drain();
       await this.deadLetters.flush();
       await this.checkpoint();
@@ -502,16 +513,20 @@ class IngestRun {
     this.writing.add(buf);
     const memory = parquetWriteMemory(buf.rows, buf.bytes);
     const outPath = buf.path.replace(/\.ndjson$/, '.parquet');
-    const sortedPath = buf.path.replace(/\.ndjson$/, '.sorted.ndjson');
+    // A spool already in the file's order is written as it is; any other is sorted into a copy.
+    const sortedPath = buf.inOrder ? buf.path : buf.path.replace(/\.ndjson$/, '.sorted.ndjson');
+    const removeSorted = () => (buf.inOrder ? Promise.resolve() : fsp.rm(sortedPath, { force: true }));
     // The sort starts before this write gets its slot: it runs while earlier writes hold the slots,
     // so a slot that frees finds its next spool sorted (measured: DuckDB otherwise waited ~0.3 s a
     // file for the sort). It costs disk for one sorted copy more, no memory (the sorter's buffer is fixed).
-    const sorted = this.sorter.sort({ spoolPath: buf.path, indexPath: buf.indexPath, outPath: sortedPath, rows: buf.rows, events: buf.events, memoryBytes: this.opts.sortMemoryBytes }, buf.bytes);
+    const sorted = buf.inOrder
+      ? Promise.resolve()
+      : this.sorter.sort({ spoolPath: buf.path, indexPath: buf.indexPath, outPath: sortedPath, rows: buf.rows, events: buf.events, memoryBytes: this.opts.sortMemoryBytes }, buf.bytes);
     sorted.catch(() => undefined); // awaited by the write below, or dropped with the failure
     while (this.inFlight.size >= this.opts.maxConcurrentWrites || (this.inFlight.size > 0 && this.writeMemory + memory > this.opts.writeMemoryBytes)) await Promise.race(this.inFlight);
     if (this.failure !== null) {
       await sorted.catch(() => undefined);
-      await fsp.rm(sortedPath, { force: true });
+      await removeSorted();
       throw this.failure;
     }
     const earlier = this.commitChain; // the commits before this one (this one will wait for `written`)
@@ -548,7 +563,7 @@ class IngestRun {
           await this.duck.conn.run(`SET threads = ${threads}`);
         }
       })
-      .finally(() => fsp.rm(sortedPath, { force: true }));
+      .finally(removeSorted);
     written.catch(() => undefined); // observed through the commit chain below
     const committed = this.commitChain.then(async () => {
       if (this.failure !== null) return;

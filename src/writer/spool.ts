@@ -69,6 +69,13 @@ export class SpoolBuffer {
   /** Bytes spooled (drives size-based rotation, deterministic in the input). */
   bytes = 0;
   rows = 0;
+  /**
+   * True while the lines, in arrival order, are already in the file's order: no event names (tables
+   * other than tracks) and receivedAt never decreasing, as when input arrives in time order. Such a
+   * spool is written as it is, without a sorted copy.
+   */
+  inOrder = true;
+  private lastReceivedAt = -Infinity;
   /** Wall-clock time of the first row, for the time cap. */
   readonly openedAtMs: number;
   /** Per shard, the positions this buffer holds. */
@@ -111,9 +118,13 @@ export class SpoolBuffer {
     const index = new ArrayBuffer(rows * INDEX_ENTRY_BYTES);
     const f64 = new Float64Array(index);
     const u32 = new Uint32Array(index);
+    if (ids.length > 0) this.inOrder = false;
     for (let k = 0; k < rows; k++) {
       const i = from + k;
-      f64[2 * k] = src.receivedAt[i]!;
+      const r = src.receivedAt[i]!;
+      if (r < this.lastReceivedAt) this.inOrder = false;
+      this.lastReceivedAt = r;
+      f64[2 * k] = r;
       u32[4 * k + 2] = ids.length === 0 ? 0 : ids[src.eventOf[i]!]!;
       u32[4 * k + 3] = src.offsets[i + 1]! - src.offsets[i]!;
     }

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ingestor } from '../../src/ingest/ingestor.ts';
+import { openLocalLake } from '../../src/lake.ts';
+import { FileSource } from '../../src/source/file-source.ts';
+import { SpoolBuffer } from '../../src/writer/spool.ts';
+import { tempDir } from '../support/tmp.ts';
+import { writeFileSync } from 'node:fs';
+
+function page(i: number, receivedAtMs: number): string {
+  return JSON.stringify({ type: 'page', name: 'Home', anonymousId: `a${i % 5}`, messageId: `p${String(i).padStart(5, '0')}`, receivedAt: new Date(receivedAtMs).toISOString() });
+}
+
+test('pages files are ordered by received_at, ties in arrival order, whether the spool arrived in order (written as it is) or not (sorted)', async () => {
+  const dir = tempDir('order');
+  const day1 = Date.parse('2026-11-20T00:00:00Z');
+  const day2 = Date.parse('2026-11-21T00:00:00Z');
+  const lines: string[] = [];
+  // Day 1 in time order, with runs of equal receivedAt; day 2 in a scrambled order, with ties too.
+  for (let i = 0; i < 3000; i++) lines.push(page(i, day1 + Math.floor(i / 3) * 1000));
+  for (let i = 3000; i < 6000; i++) lines.push(page(i, day2 + ((i * 7919) % 1000) * 1000));
+  writeFileSync(path.join(dir, 'in.ndjson'), lines.join('\n') + '\n');
+  const lake = path.join(dir, 'lake');
+  const { storage, catalog } = openLocalLake(lake);
+  const stats = await new Ingestor(storage, catalog).run(new FileSource([path.join(dir, 'in.ndjson')]));
+  assert.equal(stats.written, 6000);
+  const files = readdirSync(path.join(lake, 'pages'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet'));
+  assert.equal(files.length, 2);
+  const conn = await (await DuckDBInstance.create(':memory:')).connect();
+  try {
+    for (const f of files) {
+      const rows = (await conn.runAndReadAll(`SELECT epoch_ms(received_at) AS r, message_id FROM read_parquet('${path.join(lake, 'pages', f)}', file_row_number=true) ORDER BY file_row_number`)).getRows();
+      assert.equal(rows.length, 3000);
+      // Expected: the input's rows of that day, stably sorted by receivedAt (arrival order breaks ties).
+      const day = f.includes('2026-11-20') ? day1 : day2;
+      const expected = lines
+        .map((l) => JSON.parse(l) as { messageId: string; receivedAt: string })
+        .filter((e) => Date.parse(e.receivedAt) >= day && Date.parse(e.receivedAt) < day + 86_400_000)
+        .sort((a, b) => Date.parse(a.receivedAt) - Date.parse(b.receivedAt))
+        .map((e) => e.messageId);
+      assert.deepEqual(rows.map((r) => r[1]), expected, f);
+    }
+  } finally {
+    conn.closeSync();
+  }
+});
+
+test('SpoolBuffer.inOrder: true only while rows have no event names and receivedAt never decreases, across appends', () => {
+  const dir = tempDir('inorder');
+  const rows = (received: number[], events: string[] = []) => {
+    const line = Buffer.from('{"m":"x","r":0,"t":0,"o":null,"s":0,"e":{}}\n');
+    return {
+      bytes: Buffer.concat(received.map(() => line)),
+      offsets: Uint32Array.from({ length: received.length + 1 }, (_, i) => i * line.length),
+      receivedAt: Float64Array.from(received),
+      events,
+      eventOf: new Uint32Array(received.length),
+    };
+  };
+  const mk = (name: string) => new SpoolBuffer('pages', [['dt', '2026-11-20']], path.join(dir, name), 0, new Map());
+  const a = mk('a.ndjson');
+  a.append(rows([1, 2, 2]), 0, 's', 1n, 3n);
+  a.append(rows([2, 5]), 0, 's', 4n, 5n);
+  assert.equal(a.inOrder, true);
+  a.append(rows([4]), 0, 's', 6n, 6n); // earlier than the last row
+  assert.equal(a.inOrder, false);
+  const b = mk('b.ndjson');
+  b.append(rows([1, 2], ['Clicked']), 0, 's', 1n, 2n); // tracks order by event first
+  assert.equal(b.inOrder, false);
+  for (const s of [a, b]) s.close();
+});
