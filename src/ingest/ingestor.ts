@@ -539,6 +539,7 @@ class IngestRun {
           outPath,
           columns: layout.dataColumns,
           expectedRows: buf.rows,
+          spoolBytes: buf.bytes,
           compression: this.opts.compression,
           compressionLevel: this.opts.compressionLevel,
           metadata: { [RANGES_METADATA_KEY]: rangesJson(this.source.name, buf.ranges), 'tributary.table': layout.table },

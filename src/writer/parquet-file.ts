@@ -21,6 +21,8 @@ export interface ParquetWrite {
   columns: ColumnDef[];
   /** Rows the spool holds; the write fails if DuckDB read any other number. */
   expectedRows: number;
+  /** The spool's size in bytes (sets the row group's row count, see rowGroupRows). */
+  spoolBytes: number;
   compression: Compression;
   /** zstd level (1 fastest … 22 smallest); undefined: DuckDB's default (3). Only for zstd. */
   compressionLevel?: number;
@@ -73,10 +75,9 @@ export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Pro
   const kv = Object.entries(w.metadata)
     .map(([k, v]) => `${sqlIdent(k)}: ${sqlString(v)}`)
     .join(', ');
-  const rowGroup = rowGroupRows(w.expectedRows, (await fsp.stat(w.spoolPath)).size);
   const sql =
     `COPY (${spoolSelectSql([w.spoolPath], w.columns)}) TO ${sqlString(w.outPath)} ` +
-    `(FORMAT parquet, COMPRESSION ${w.compression}${w.compressionLevel !== undefined ? `, COMPRESSION_LEVEL ${w.compressionLevel}` : ''}, ROW_GROUP_SIZE ${rowGroup}${kv ? `, KV_METADATA {${kv}}` : ''})`;
+    `(FORMAT parquet, COMPRESSION ${w.compression}${w.compressionLevel !== undefined ? `, COMPRESSION_LEVEL ${w.compressionLevel}` : ''}, ROW_GROUP_SIZE ${rowGroupRows(w.expectedRows, w.spoolBytes)}${kv ? `, KV_METADATA {${kv}}` : ''})`;
   let written: number;
   try {
     const res = await conn.runAndReadAll(sql);

@@ -69,12 +69,7 @@ export class SpoolBuffer {
   /** Bytes spooled (drives size-based rotation, deterministic in the input). */
   bytes = 0;
   rows = 0;
-  /**
-   * True while the lines, in arrival order, are already in the file's order: no event names (tables
-   * other than tracks) and receivedAt never decreasing, as when input arrives in time order. Such a
-   * spool is written as it is, without a sorted copy.
-   */
-  inOrder = true;
+  private ordered = true;
   private lastReceivedAt = -Infinity;
   /** Wall-clock time of the first row, for the time cap. */
   readonly openedAtMs: number;
@@ -118,11 +113,11 @@ export class SpoolBuffer {
     const index = new ArrayBuffer(rows * INDEX_ENTRY_BYTES);
     const f64 = new Float64Array(index);
     const u32 = new Uint32Array(index);
-    if (ids.length > 0) this.inOrder = false;
+    if (ids.length > 0) this.ordered = false;
     for (let k = 0; k < rows; k++) {
       const i = from + k;
       const r = src.receivedAt[i]!;
-      if (r < this.lastReceivedAt) this.inOrder = false;
+      if (r < this.lastReceivedAt) this.ordered = false;
       this.lastReceivedAt = r;
       f64[2 * k] = r;
       u32[4 * k + 2] = ids.length === 0 ? 0 : ids[src.eventOf[i]!]!;
@@ -137,6 +132,15 @@ export class SpoolBuffer {
     if (r === undefined) this.ranges.set(shard, { first, last });
     else r.last = last;
     if (this.pendingBytes >= WRITE_CHUNK_BYTES) this.drain();
+  }
+
+  /**
+   * True while the lines, in arrival order, are already in the file's order: no event names (tables
+   * other than tracks) and receivedAt never decreasing, as when input arrives in time order. Such a
+   * spool is written as it is, without a sorted copy.
+   */
+  get inOrder(): boolean {
+    return this.ordered;
   }
 
   /** Writes what is buffered to the spool file (so a live query can read every row appended so far). */

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ingestor } from '../../src/ingest/ingestor.ts';
 import { openLocalLake } from '../../src/lake.ts';
 import { FileSource } from '../../src/source/file-source.ts';
 import { SpoolBuffer } from '../../src/writer/spool.ts';
 import { tempDir } from '../support/tmp.ts';
-import { writeFileSync } from 'node:fs';
 
 function page(i: number, receivedAtMs: number): string {
   return JSON.stringify({ type: 'page', name: 'Home', anonymousId: `a${i % 5}`, messageId: `p${String(i).padStart(5, '0')}`, receivedAt: new Date(receivedAtMs).toISOString() });
