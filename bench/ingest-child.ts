@@ -16,6 +16,7 @@ const files = new FileSource([input]);
 const timed: Source = {
   name: files.name,
   progress: () => files.progress(),
+  recycle: (bytes) => files.recycle(bytes),
   async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
     yield* files;
     inputDoneSeconds = since();

@@ -172,6 +172,10 @@ class RemoteJsonSource implements Source {
     })();
   }
 
+  recycle(bytes: Uint8Array): void {
+    this.current?.recycle(bytes);
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
     let next: Promise<{ path: string; lease?: CacheLease }> | null = this.fetch(0);
     try {

@@ -3,6 +3,11 @@ import type { EventType } from '../events/schema.ts';
 import { partitionKey } from '../catalog/catalog.ts';
 import { componentProblem, partitionValues, type PartitionField } from '../partition/spec.ts';
 
+/** Spare output buffers an encoder keeps. */
+const MAX_SPARE_BUFFERS = 8;
+/** Smallest output buffer made: a batch of NDJSON is ~1 MiB, so one buffer size serves most batches. */
+const MIN_OUTPUT_BYTES = 2 * 1024 * 1024;
+
 /** What the encoder needs to know about the lake layout (plain data: it crosses to worker threads). */
 export interface EncoderConfig {
   /** Table per event type. */
@@ -50,12 +55,17 @@ export interface EncodedInvalid {
 
 /** The result of encoding one input. */
 export interface EncodedBatch {
+  /** Groups; their arrays are views of `buffer`. */
   groups: EncodedGroup[];
+  /** The one buffer the groups' arrays view (hand it back with Encoder.recycle once they are used). */
+  buffer: ArrayBuffer | null;
   invalid: EncodedInvalid[];
   /** Events seen (valid + invalid). */
   events: number;
   /** Records (lines, including blank ones for NDJSON) consumed. */
   records: number;
+  /** An NDJSON input's bytes, handed back after decoding (DecodePool), for the source to reuse. */
+  input?: Uint8Array;
 }
 
 /**
@@ -63,9 +73,27 @@ export interface EncodedBatch {
  * lines: the CPU-heavy half of ingest, written as a pure function so it can run in worker threads.
  */
 export class Encoder {
-  private scratch = Buffer.allocUnsafeSlow(0);
+  /** Output buffers handed back for reuse, largest last. */
+  private readonly spare: ArrayBuffer[] = [];
 
   constructor(private readonly config: EncoderConfig) {}
+
+  /**
+   * Takes back output buffers whose groups have been consumed. Reusing them, rather than making a new
+   * buffer per batch, keeps memory warm and spares the receiving thread external-memory GCs.
+   */
+  recycle(buffers: ArrayBuffer[]): void {
+    for (const b of buffers) if (b.byteLength > 0) this.spare.push(b); // a detached buffer has length 0
+    this.spare.sort((a, b) => a.byteLength - b.byteLength);
+    if (this.spare.length > MAX_SPARE_BUFFERS) this.spare.splice(0, this.spare.length - MAX_SPARE_BUFFERS);
+  }
+
+  /** A buffer of at least `bytes`: the smallest spare one that fits, else a new one. */
+  private take(bytes: number): ArrayBuffer {
+    const i = this.spare.findIndex((b) => b.byteLength >= bytes);
+    if (i >= 0) return this.spare.splice(i, 1)[0]!;
+    return new ArrayBuffer(Math.max(bytes, MIN_OUTPUT_BYTES));
+  }
 
   encode(input: EncoderInput): EncodedBatch {
     // A group's lines: the computed prefix as a string, and the raw event either as a string (batch
@@ -96,7 +124,7 @@ export class Encoder {
             invalid.push({ record, sub: i, reason: problem, raw: o.raw });
             continue;
           }
-          g = { type: o.type, table, pairs, partKey: partitionKey(pairs.map((p) => p[1])), prefixes: [], raws: [], rawStart: [], rawEnd: [], record: [], sub: [], receivedAt: [], events: new Map(), eventOf: [], chars: 0 };
+          g = { type: o.type, table, pairs, partKey: partitionKey(pairs.map((p) => p[1])), prefixes: [], raws: [], rawStart: [], rawEnd: [], record: [], sub: [], receivedAt: [], events: new Map(), eventOf: [], bound: 0 };
           groups.set(key, g);
         }
         const prefix = spoolPrefix(o);
@@ -105,12 +133,12 @@ export class Encoder {
           g.raws.push(null);
           g.rawStart.push(lineStart);
           g.rawEnd.push(lineEnd);
-          g.chars += prefix.length + (lineEnd - lineStart) + 2;
+          g.bound += 3 * prefix.length + (lineEnd - lineStart) + 2;
         } else {
           g.raws.push(o.raw);
           g.rawStart.push(0);
           g.rawEnd.push(0);
-          g.chars += prefix.length + o.raw.length * 3 + 2;
+          g.bound += 3 * (prefix.length + o.raw.length) + 2;
         }
         g.record.push(record);
         g.sub.push(i);
@@ -153,42 +181,65 @@ export class Encoder {
       }
       records = line;
     }
+    // All groups go into one buffer: per-row arrays first (receivedAt first, for its 8-byte
+    // alignment), then the spool lines, written in place (`bound` is a safe upper bound of their size).
+    let rowsTotal = 0;
+    let bound = 0;
+    for (const g of groups.values()) {
+      rowsTotal += g.prefixes.length;
+      bound += g.bound;
+    }
+    const metaBytes = 8 * rowsTotal + 4 * (4 * rowsTotal + groups.size);
+    const buffer = groups.size === 0 ? null : this.take(metaBytes + bound);
     const out: EncodedGroup[] = [];
+    if (buffer === null) return { groups: out, buffer, invalid, events, records };
+    const bytesView = Buffer.from(buffer, metaBytes);
+    let f64At = 0; // in 8-byte units
+    let u32At = 2 * rowsTotal; // in 4-byte units
+    let off = 0;
     for (const g of groups.values()) {
       const n = g.prefixes.length;
-      const offsets = new Uint32Array(n + 1);
-      // Encoded into a reused scratch buffer sized for the worst case (3 UTF-8 bytes per UTF-16 unit),
-      // then copied to a buffer of its own of the exact size: transferring oversized buffers costs the
-      // receiving thread garbage collection and page faults for memory it never uses.
-      if (this.scratch.length < g.chars * 3) this.scratch = Buffer.allocUnsafeSlow(Math.max(g.chars * 3, 2 * this.scratch.length));
-      const buf = this.scratch;
-      let off = 0;
+      const receivedAt = new Float64Array(buffer, 8 * f64At, n);
+      f64At += n;
+      const u32 = (len: number) => {
+        const a = new Uint32Array(buffer, 4 * u32At, len);
+        u32At += len;
+        return a;
+      };
+      const record = u32(n);
+      const sub = u32(n);
+      const eventOf = u32(n);
+      const offsets = u32(n + 1);
+      const start = off;
+      offsets[0] = 0; // a reused buffer holds old values
       for (let i = 0; i < n; i++) {
-        off += buf.write(g.prefixes[i]!, off);
+        off += bytesView.write(g.prefixes[i]!, off);
         const raw = g.raws[i];
-        if (raw === null) off += lineBytes!.copy(buf, off, g.rawStart[i]!, g.rawEnd[i]!);
-        else off += buf.write(raw!, off);
-        buf[off++] = 0x7d; // }
-        buf[off++] = 0x0a; // newline
-        offsets[i + 1] = off;
+        if (raw === null) off += lineBytes!.copy(bytesView, off, g.rawStart[i]!, g.rawEnd[i]!);
+        else off += bytesView.write(raw!, off);
+        bytesView[off++] = 0x7d; // }
+        bytesView[off++] = 0x0a; // newline
+        offsets[i + 1] = off - start;
+        record[i] = g.record[i]!;
+        sub[i] = g.sub[i]!;
+        receivedAt[i] = g.receivedAt[i]!;
+        eventOf[i] = g.eventOf[i]!;
       }
-      const bytes = Buffer.allocUnsafeSlow(off);
-      buf.copy(bytes, 0, 0, off);
       out.push({
         type: g.type,
         table: g.table,
         pairs: g.pairs,
         partKey: g.partKey,
-        bytes,
-        record: Uint32Array.from(g.record),
-        sub: Uint32Array.from(g.sub),
+        bytes: new Uint8Array(buffer, metaBytes + start, off - start),
+        record,
+        sub,
         offsets,
-        receivedAt: Float64Array.from(g.receivedAt),
+        receivedAt,
         events: [...g.events.keys()],
-        eventOf: Uint32Array.from(g.eventOf),
+        eventOf,
       });
     }
-    return { groups: out, invalid, events, records };
+    return { groups: out, buffer, invalid, events, records };
   }
 }
 
@@ -220,6 +271,6 @@ interface Group {
   /** Event name → index, in order of first appearance. */
   events: Map<string, number>;
   eventOf: number[];
-  /** Upper bound of the encoded size / 3 (sizing the output buffer). */
-  chars: number;
+  /** Upper bound of the encoded lines' size in bytes (3 per UTF-16 unit of the strings). */
+  bound: number;
 }

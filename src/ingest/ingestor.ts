@@ -286,6 +286,7 @@ class IngestRun {
         const head = queue.shift()!;
         const enc = await head.encoded;
         await this.exclusive.run(async () => this.apply(head.batch, enc));
+        this.consumed(enc);
       };
       for (;;) {
         pending ??= it.next();
@@ -311,10 +312,7 @@ class IngestRun {
         if (queue.length >= PIPELINE_DEPTH) await applyHead();
         if (this.failure !== null) throw this.failure;
       }
-      while (queue.length > 0) {
-        const head = queue.shift()!;
-        await this.exclusive.run(async () => this.apply(head.batch, await head.encoded));
-      }
+      while (queue.length > 0) await applyHead();
       clearInterval(timer);
       await this.exclusive.idle();
       // Input is done: the decode workers' heaps are freed before the last (often largest) Parquet writes.
@@ -404,6 +402,12 @@ class IngestRun {
   }
 
   /** Applies one decoded batch: dead letters, then each (table, partition) group into its spool. */
+  /** A batch is applied: its buffers go back to the decode workers and the source for reuse. */
+  private consumed(enc: EncodedBatch): void {
+    this.pool.release(enc);
+    if (enc.input !== undefined) this.source.recycle?.(enc.input);
+  }
+
   private async apply(batch: RecordBatch, enc: EncodedBatch): Promise<void> {
     const shard = batch.shard;
     const nd = batch.ndjson;

@@ -54,6 +54,8 @@ export interface Source extends AsyncIterable<RecordBatch> {
    * when this process may no longer commit for one of them. Sources without ownership omit it.
    */
   fence?(shards: readonly string[]): Promise<void>;
+  /** Hands back the `ndjson.bytes` of a batch once it is decoded: the source may reuse the memory for a later batch. */
+  recycle?(bytes: Uint8Array): void;
 }
 
 /** Bits of an event position reserved for the index of an event inside its record (a Segment batch). */

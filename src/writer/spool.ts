@@ -1,4 +1,4 @@
-import { promises as fsp, openSync, writevSync, closeSync } from 'node:fs';
+import { promises as fsp, openSync, writeSync, closeSync } from 'node:fs';
 import type { TableDef } from '../catalog/catalog.ts';
 import type { EventType } from '../events/schema.ts';
 import { INDEX_ENTRY_BYTES } from './spool-sort.ts';
@@ -33,6 +33,8 @@ export interface PositionRange {
 
 /** Bytes buffered in memory before they are written to the spool file. */
 const WRITE_CHUNK_BYTES = 256 * 1024;
+/** Index entries buffered in memory before they are written to the index file. */
+const INDEX_CHUNK_ENTRIES = 1024;
 
 /** Encoded spool lines and their sort keys, as ingest/encoder.ts makes them. */
 export interface SpoolRows {
@@ -77,9 +79,15 @@ export class SpoolBuffer {
   readonly ranges = new Map<string, PositionRange>();
   private fd: number;
   private indexFd: number;
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private pendingIndex: Uint8Array[] = [];
+  // Appends are copied into buffers of the spool's own (allocated on the first append), not kept as
+  // references to the encoder's output: that output is handed back to the decode workers for reuse,
+  // and a new buffer per batch made V8 run a full GC every ~60 ms on external-memory pressure.
+  private chunk: Buffer | null = null;
+  private chunkUsed = 0;
+  private index: Buffer | null = null;
+  private indexF64: Float64Array | null = null;
+  private indexU32: Uint32Array | null = null;
+  private indexUsed = 0;
 
   /** The partition's committed high-water marks per shard (shared with later buffers of the partition). */
   readonly committedMarks: Map<string, bigint>;
@@ -101,7 +109,6 @@ export class SpoolBuffer {
    */
   append(src: SpoolRows, from: number, shard: string, first: bigint, last: bigint): void {
     const rows = src.offsets.length - 1 - from;
-    const bytes = src.bytes.subarray(src.offsets[from]!, src.offsets[rows + from]!);
     const ids = src.events.map((e) => {
       let id = this.eventIds.get(e);
       if (id === undefined) {
@@ -110,28 +117,58 @@ export class SpoolBuffer {
       }
       return id;
     });
-    const index = new ArrayBuffer(rows * INDEX_ENTRY_BYTES);
-    const f64 = new Float64Array(index);
-    const u32 = new Uint32Array(index);
     if (ids.length > 0) this.ordered = false;
+    if (this.index === null) {
+      this.index = Buffer.allocUnsafeSlow(INDEX_CHUNK_ENTRIES * INDEX_ENTRY_BYTES);
+      this.indexF64 = new Float64Array(this.index.buffer, 0, 2 * INDEX_CHUNK_ENTRIES);
+      this.indexU32 = new Uint32Array(this.index.buffer, 0, 4 * INDEX_CHUNK_ENTRIES);
+    }
+    const f64 = this.indexF64!;
+    const u32 = this.indexU32!;
     for (let k = 0; k < rows; k++) {
       const i = from + k;
       const r = src.receivedAt[i]!;
       if (r < this.lastReceivedAt) this.ordered = false;
       this.lastReceivedAt = r;
-      f64[2 * k] = r;
-      u32[4 * k + 2] = ids.length === 0 ? 0 : ids[src.eventOf[i]!]!;
-      u32[4 * k + 3] = src.offsets[i + 1]! - src.offsets[i]!;
+      if (this.indexUsed === INDEX_CHUNK_ENTRIES) this.drainIndex();
+      const e = this.indexUsed++;
+      f64[2 * e] = r;
+      u32[4 * e + 2] = ids.length === 0 ? 0 : ids[src.eventOf[i]!]!;
+      u32[4 * e + 3] = src.offsets[i + 1]! - src.offsets[i]!;
     }
-    this.pendingIndex.push(new Uint8Array(index));
-    this.pending.push(bytes);
-    this.pendingBytes += bytes.length;
-    this.bytes += bytes.length;
+    this.appendBytes(src.bytes, src.offsets[from]!, src.offsets[rows + from]!);
+    this.bytes += src.offsets[rows + from]! - src.offsets[from]!;
     this.rows += rows;
     const r = this.ranges.get(shard);
     if (r === undefined) this.ranges.set(shard, { first, last });
     else r.last = last;
-    if (this.pendingBytes >= WRITE_CHUNK_BYTES) this.drain();
+  }
+
+  /** Copies `src[start, end)` into the write buffer, writing it out as it fills; long runs go straight to the file. */
+  private appendBytes(src: Uint8Array, start: number, end: number): void {
+    this.chunk ??= Buffer.allocUnsafeSlow(WRITE_CHUNK_BYTES);
+    const chunk = this.chunk;
+    while (start < end) {
+      if (this.chunkUsed === 0 && end - start >= chunk.length) {
+        writeFully(this.fd, src, start, end);
+        return;
+      }
+      const n = Math.min(end - start, chunk.length - this.chunkUsed);
+      chunk.set(src.subarray(start, start + n), this.chunkUsed);
+      this.chunkUsed += n;
+      start += n;
+      if (this.chunkUsed === chunk.length) this.drainBytes();
+    }
+  }
+
+  private drainBytes(): void {
+    if (this.chunkUsed > 0) writeFully(this.fd, this.chunk!, 0, this.chunkUsed);
+    this.chunkUsed = 0;
+  }
+
+  private drainIndex(): void {
+    if (this.indexUsed > 0) writeFully(this.indexFd, this.index!, 0, this.indexUsed * INDEX_ENTRY_BYTES);
+    this.indexUsed = 0;
   }
 
   /**
@@ -149,12 +186,8 @@ export class SpoolBuffer {
   }
 
   private drain(): void {
-    if (this.pending.length === 0) return;
-    writeAll(this.fd, this.pending);
-    writeAll(this.indexFd, this.pendingIndex);
-    this.pending = [];
-    this.pendingIndex = [];
-    this.pendingBytes = 0;
+    this.drainBytes();
+    this.drainIndex();
   }
 
   /** Writes what is buffered and closes the spool and index files; the buffer takes no more rows. */
@@ -163,6 +196,7 @@ export class SpoolBuffer {
     closeSync(this.fd);
     closeSync(this.indexFd);
     this.fd = -1;
+    this.chunk = this.index = this.indexF64 = this.indexU32 = null;
   }
 
   /** Removes the spool and index files. */
@@ -173,14 +207,7 @@ export class SpoolBuffer {
   }
 }
 
-/** Gathered write of the pieces as they are (no concatenating copy); a short write resumes where it stopped. */
-function writeAll(fd: number, pieces: Uint8Array[]): void {
-  let parts = pieces;
-  while (parts.length > 0) {
-    let n = writevSync(fd, parts.length > 1024 ? parts.slice(0, 1024) : parts);
-    let i = 0;
-    while (i < parts.length && n >= parts[i]!.length) n -= parts[i++]!.length;
-    parts = parts.slice(i);
-    if (n > 0) parts[0] = parts[0]!.subarray(n);
-  }
+/** Writes `src[start, end)` at the file's end; a short write resumes where it stopped. */
+function writeFully(fd: number, src: Uint8Array, start: number, end: number): void {
+  while (start < end) start += writeSync(fd, src, start, end - start);
 }

@@ -44,6 +44,11 @@ function spoolEvents(dir: string, n: number, seed: number): Map<EventType, Spool
       buf.append(g, 0, 's', pos, pos + BigInt(rows - 1));
       pos += BigInt(rows);
     }
+    // As the Ingestor does: the output buffer goes back to the encoder, and spools must not depend on it.
+    if (enc.buffer !== null) {
+      new Uint8Array(enc.buffer).fill(0x7b);
+      encoder.recycle([enc.buffer]);
+    }
   }
   for (const b of bufs.values()) b.close();
   return bufs;
