@@ -13,7 +13,7 @@ import { readGenerationRanges, unionRanges, type RangesMeta } from '../ingest/re
 import { partitionPath } from '../partition/hive-path.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
-import type { Compression } from '../writer/parquet-file.ts';
+import { rowGroupRowsOfParquet, type Compression } from '../writer/parquet-file.ts';
 
 const MiB = 1024 * 1024;
 
@@ -297,6 +297,7 @@ async function mergeCopies(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'],
   const list = `[${paths.map(sqlString).join(', ')}]`;
   const meta = await conn.runAndReadAll(`SELECT sum(num_rows)::BIGINT FROM parquet_file_metadata(${list})`);
   const expected = Number(meta.getRows()[0]![0]);
+  const columnBytes = Number((await conn.runAndReadAll(`SELECT coalesce(sum(total_uncompressed_size), 0)::BIGINT FROM parquet_metadata(${list})`)).getRows()[0]![0]);
   const kv = await conn.runAndReadAll(`SELECT decode(value) FROM parquet_kv_metadata(${list}) WHERE decode(key) = ${sqlString(RANGES_METADATA_KEY)}`);
   const found: RangesMeta[] = [...extraRanges];
   for (const [v] of kv.getRows() as Array<[string]>) {
@@ -309,7 +310,7 @@ async function mergeCopies(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'],
   const order = (EVENT_TYPES.includes(type) ? sortColumnsFor(type) : ['received_at']).filter((c) => cols.has(c)).map(sqlIdent).join(', ');
   const res = await conn.runAndReadAll(
     `COPY (SELECT * FROM read_parquet(${list}, hive_partitioning=false, union_by_name=true)${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(outPath)} ` +
-      `(FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE 122880, KV_METADATA {${sqlIdent(RANGES_METADATA_KEY)}: ${sqlString(JSON.stringify(ranges))}, "tributary.table": ${sqlString(t.name)}})`,
+      `(FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroupRowsOfParquet(expected, columnBytes)}, KV_METADATA {${sqlIdent(RANGES_METADATA_KEY)}: ${sqlString(JSON.stringify(ranges))}, "tributary.table": ${sqlString(t.name)}})`,
   );
   const got = Number(res.getRows()[0]![0]);
   if (got !== expected) {
