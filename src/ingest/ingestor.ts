@@ -401,13 +401,13 @@ class IngestRun {
     await this.deadLetters.recover();
   }
 
-  /** Applies one decoded batch: dead letters, then each (table, partition) group into its spool. */
   /** A batch is applied: its buffers go back to the decode workers and the source for reuse. */
   private consumed(enc: EncodedBatch): void {
     this.pool.release(enc);
     if (enc.input !== undefined) this.source.recycle?.(enc.input);
   }
 
+  /** Applies one decoded batch: dead letters, then each (table, partition) group into its spool. */
   private async apply(batch: RecordBatch, enc: EncodedBatch): Promise<void> {
     const shard = batch.shard;
     const nd = batch.ndjson;
