@@ -419,7 +419,9 @@ export class KinesisSource implements Source {
     const r: ShardReader = {
       shard,
       lease,
-      halt: false,
+      // stop() may have come while the lease was being taken: such a reader must not start reading,
+      // or it polls forever and close() waits for it (seen as a test that hung at 100% CPU).
+      halt: this.stopped,
       releasing: false,
       ended: false,
       reads: [],

@@ -223,3 +223,23 @@ test('throttling, expired iterators, limit errors and dropped connections are su
   }
   assertGroundTruth(await lakeAnswers(lake), expected);
 });
+
+test('a source stopped while it is taking its leases starts no reader, and closes', async () => {
+  const dir = tempDir('kin-stop');
+  const client = k.client();
+  await createStream(client, 'stopping', 4);
+  await putLines(client, 'stopping', [...sampleLines({ count: 40, seed: 5 })]);
+  // Stops at several moments of the start (listing shards, taking leases one by one): a reader
+  // started after stop() used to poll forever, and close() waited for it.
+  for (let delayMs = 0; delayMs <= 60; delayMs += 4) {
+    const src = new KinesisSource({ stream: 'stopping', storage: new LocalStorage(`${dir}/lake`), client, shardSyncMs: 200, idlePollMs: 200, leaseTimeoutMs: 5_000, consumerName: `stop-${delayMs}` });
+    const it = src[Symbol.asyncIterator]();
+    void it.next().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, delayMs));
+    await it.return!();
+    let timer: NodeJS.Timeout | undefined;
+    const closed = await Promise.race([src.close().then(() => 'closed'), new Promise((r) => (timer = setTimeout(() => r('hung'), 10_000)))]);
+    clearTimeout(timer);
+    assert.equal(closed, 'closed', `stopped after ${delayMs} ms`);
+  }
+});
