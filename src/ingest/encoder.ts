@@ -2,6 +2,7 @@ import { decodeRecord, isInvalid, type DecodeContext, type DecodedEvent } from '
 import type { EventType } from '../events/schema.ts';
 import { partitionKey } from '../catalog/catalog.ts';
 import { componentProblem, partitionValues, type PartitionField } from '../partition/spec.ts';
+import { BufferPool } from '../buffer-pool.ts';
 
 /** Spare output buffers an encoder keeps. */
 const MAX_SPARE_BUFFERS = 8;
@@ -73,8 +74,8 @@ export interface EncodedBatch {
  * lines: the CPU-heavy half of ingest, written as a pure function so it can run in worker threads.
  */
 export class Encoder {
-  /** Output buffers handed back for reuse, largest last. */
-  private readonly spare: ArrayBuffer[] = [];
+  /** Output buffers handed back for reuse. */
+  private readonly spare = new BufferPool(MAX_SPARE_BUFFERS, MIN_OUTPUT_BYTES);
 
   constructor(private readonly config: EncoderConfig) {}
 
@@ -83,16 +84,7 @@ export class Encoder {
    * buffer per batch, keeps memory warm and spares the receiving thread external-memory GCs.
    */
   recycle(buffers: ArrayBuffer[]): void {
-    for (const b of buffers) if (b.byteLength > 0) this.spare.push(b); // a detached buffer has length 0
-    this.spare.sort((a, b) => a.byteLength - b.byteLength);
-    if (this.spare.length > MAX_SPARE_BUFFERS) this.spare.splice(0, this.spare.length - MAX_SPARE_BUFFERS);
-  }
-
-  /** A buffer of at least `bytes`: the smallest spare one that fits, else a new one. */
-  private take(bytes: number): ArrayBuffer {
-    const i = this.spare.findIndex((b) => b.byteLength >= bytes);
-    if (i >= 0) return this.spare.splice(i, 1)[0]!;
-    return new ArrayBuffer(Math.max(bytes, MIN_OUTPUT_BYTES));
+    for (const b of buffers) this.spare.put(b); // a detached buffer (length 0) is ignored
   }
 
   encode(input: EncoderInput): EncodedBatch {
@@ -190,7 +182,7 @@ export class Encoder {
       bound += g.bound;
     }
     const metaBytes = 8 * rowsTotal + 4 * (4 * rowsTotal + groups.size);
-    const buffer = groups.size === 0 ? null : this.take(metaBytes + bound);
+    const buffer = groups.size === 0 ? null : this.spare.take(metaBytes + bound);
     const out: EncodedGroup[] = [];
     if (buffer === null) return { groups: out, buffer, invalid, events, records };
     const bytesView = Buffer.from(buffer, metaBytes);

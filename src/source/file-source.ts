@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
+import { BufferPool } from '../buffer-pool.ts';
 import { InputError } from '../errors.ts';
 import type { RecordBatch, Source } from './source.ts';
 
-/** Bytes of (decompressed) content hashed into a file's shard id. */
 /**
  * Bytes of (decompressed) content hashed into an input's shard id. Inputs are treated as append-only
  * logs: a file that grew keeps its id (its first 64 KiB are unchanged), so ingesting it again adds
@@ -43,10 +43,10 @@ export class FileSource implements Source {
   private readonly fallbackFor: ((path: string) => number | undefined) | undefined;
   private bytesRead = 0;
   /** Read buffers free for reuse, and every read buffer this source made (see readFile). */
-  private readonly chunkPool: Buffer[] = [];
+  private readonly chunkPool = new BufferPool(MAX_SPARE, CHUNK_BYTES);
   private readonly pooled = new WeakSet<ArrayBufferLike>();
   /** Batch buffers handed back (recycle), reused for later batches. */
-  private readonly spare: ArrayBuffer[] = [];
+  private readonly spare = new BufferPool(MAX_SPARE, 2 * CHUNK_BYTES);
   private totalBytes: number | null = null;
 
   constructor(inputs: string[], options: FileSourceOptions = {}) {
@@ -59,14 +59,7 @@ export class FileSource implements Source {
 
   /** Takes back a batch's bytes once decoded: the next batch is cut into the same memory. */
   recycle(bytes: Uint8Array): void {
-    const b = bytes.buffer as ArrayBuffer;
-    if (b.byteLength >= 2 * CHUNK_BYTES && this.spare.length < MAX_SPARE) this.spare.push(b);
-  }
-
-  /** A buffer of at least `bytes` for a batch: a recycled one when one fits, else a new one. */
-  private takeBuffer(bytes: number): ArrayBuffer {
-    const i = this.spare.findIndex((b) => b.byteLength >= bytes);
-    return i >= 0 ? this.spare.splice(i, 1)[0]! : new ArrayBuffer(Math.max(bytes, 2 * CHUNK_BYTES));
+    this.spare.put(bytes.buffer as ArrayBuffer);
   }
 
   progress(): { bytes: number; totalBytes: number | null } {
@@ -104,14 +97,12 @@ export class FileSource implements Source {
     const fh = await fsp.open(path, 'r');
     try {
       for (;;) {
-        let buf = this.chunkPool.pop();
-        if (buf === undefined) {
-          buf = Buffer.allocUnsafeSlow(CHUNK_BYTES);
-          this.pooled.add(buf.buffer);
-        }
+        const ab = this.chunkPool.take(CHUNK_BYTES);
+        this.pooled.add(ab);
+        const buf = Buffer.from(ab, 0, CHUNK_BYTES);
         const { bytesRead } = await fh.read(buf, 0, buf.length, null);
         if (bytesRead === 0) {
-          this.chunkPool.push(buf);
+          this.chunkPool.put(ab);
           return;
         }
         yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
@@ -123,7 +114,7 @@ export class FileSource implements Source {
 
   /** A chunk's bytes are no longer needed: a pooled read buffer is reused for a later read. */
   private releaseChunk(chunk: Buffer): void {
-    if (this.pooled.has(chunk.buffer) && this.chunkPool.length < MAX_SPARE) this.chunkPool.push(Buffer.from(chunk.buffer, 0, CHUNK_BYTES));
+    if (this.pooled.has(chunk.buffer)) this.chunkPool.put(chunk.buffer as ArrayBuffer);
   }
 
   private async *readOne(label: string, raw: AsyncIterable<Buffer>, fallbackMs: number): AsyncGenerator<RecordBatch> {
@@ -153,7 +144,7 @@ export class FileSource implements Source {
     let completeBytes = 0; // of partsBytes, those up to and including the last newline
     let skipping: { head: string; bytes: number } | null = null; // inside an over-long line
     /** Cuts the complete lines into one batch of its own buffer (transferable to a worker); keeps the tail. */
-    const takeBuffer = (bytes: number) => this.takeBuffer(bytes);
+    const takeBuffer = (bytes: number) => this.spare.take(bytes);
     const release = (chunk: Buffer) => this.releaseChunk(chunk);
     const emit = function* (): Generator<RecordBatch> {
       if (completeBytes === 0) return;
