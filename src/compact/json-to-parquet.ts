@@ -45,16 +45,22 @@ export function isS3Location(from: string): boolean {
 }
 
 /**
- * Every raw JSON file under `dir` (recursively; names starting with `.` or `_`, and whatever is
- * under such directories, skipped), sorted by path, so runs are repeatable. `dir` may be
+ * Every raw JSON file under `dir` (recursively, following symbolic links; names starting with `.`
+ * or `_`, and whatever is under such directories, skipped), sorted by path, so runs are repeatable. `dir` may be
  * `s3://bucket/prefix`: the objects under the prefix are listed through the Storage port.
  */
 export async function listJsonInputs(dir: string, options: ListJsonOptions = {}): Promise<JsonInput[]> {
   if (isS3Location(dir)) return listS3JsonInputs(dir, options);
   const out: JsonInput[] = [];
+  // Symbolic links are followed (a directory of links to the raw files is a common layout); the
+  // real paths of directories walked guard against a link cycle.
+  const seen = new Set<string>();
   const walk = async (d: string): Promise<void> => {
     let entries;
     try {
+      const real = await fsp.realpath(d);
+      if (seen.has(real)) return;
+      seen.add(real);
       entries = await fsp.readdir(d, { withFileTypes: true });
     } catch (err) {
       throw new InputError(`cannot read ${d}: ${(err as Error).message}`, { cause: err });
@@ -62,8 +68,21 @@ export async function listJsonInputs(dir: string, options: ListJsonOptions = {})
     for (const e of entries) {
       if (e.name.startsWith('.') || e.name.startsWith('_')) continue;
       const p = path.join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile() && JSON_INPUT.test(e.name)) out.push({ path: p, bytes: (await fsp.stat(p)).size });
+      let isDir = e.isDirectory();
+      let isFile = e.isFile();
+      if (e.isSymbolicLink()) {
+        try {
+          const st = await fsp.stat(p);
+          isDir = st.isDirectory();
+          isFile = st.isFile();
+        } catch (err) {
+          // A dangling link named like an input would otherwise be skipped without a word.
+          if (JSON_INPUT.test(e.name)) throw new InputError(`input ${p} is a symbolic link to nothing: ${(err as Error).message}`, { cause: err });
+          continue;
+        }
+      }
+      if (isDir) await walk(p);
+      else if (isFile && JSON_INPUT.test(e.name)) out.push({ path: p, bytes: (await fsp.stat(p)).size });
     }
   };
   await walk(path.resolve(dir));
