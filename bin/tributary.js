@@ -1,8 +1,14 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI directly (no build step): tsx compiles on load.
-import { register } from 'tsx/esm/api';
+// Runs the TypeScript CLI without a build step. The sources are bundled once by esbuild into
+// node_modules/.cache/tributary/<hash of src/>/ and the bundle is loaded from then on: compiling
+// every module through tsx on each start cost ~1 s and ~1.6 CPU-s (measured: `tributary --help`
+// 1.3 s through tsx, 0.16 s from the bundle). A source change makes a new bundle; where none can be
+// made (a read-only install, no esbuild), tsx compiles on load as before.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-register();
 // A closed pipe (`tributary query ... | head`) is not an error.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (err) => {
@@ -10,5 +16,89 @@ for (const stream of [process.stdout, process.stderr]) {
     throw err;
   });
 }
-const { main } = await import('../src/cli/main.ts');
+
+/** Bumped when the bundle's build options change, so older bundles are not reused. */
+const BUNDLE_FORMAT = 1;
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** A hash of every file's path, size and modification time under src/: the bundle's identity. */
+function sourceKey() {
+  const h = createHash('sha256').update(`format ${BUNDLE_FORMAT} node ${process.versions.node}\n`);
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else {
+        const st = statSync(p);
+        h.update(`${path.relative(ROOT, p)} ${st.size} ${st.mtimeMs}\n`);
+      }
+    }
+  };
+  walk(path.join(ROOT, 'src'));
+  return h.digest('hex').slice(0, 16);
+}
+
+/** The bundle's directory, built when missing: `env.mjs` (DuckDB's allocator settings) and `cli.mjs`. */
+async function bundleDir() {
+  const cache = path.join(ROOT, 'node_modules', '.cache', 'tributary');
+  const dir = path.join(cache, sourceKey());
+  if (existsSync(path.join(dir, 'cli.mjs'))) return dir;
+  const { build } = await import('esbuild');
+  const { readFileSync } = await import('node:fs');
+  const tmp = `${dir}.tmp-${process.pid}`;
+  await build({
+    // The allocator settings are a bundle of their own, loaded first: in one bundle, the imports of
+    // packages run before any bundled code, so DuckDB would load before its settings are made.
+    entryPoints: { cli: path.join(ROOT, 'src/cli/main.ts'), env: path.join(ROOT, 'src/writer/allocator-env.ts') },
+    outdir: tmp,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'silent',
+    plugins: [
+      {
+        // Modules find files beside them (worker entries, views) through import.meta.url: each keeps its own source location.
+        name: 'source-import-meta-url',
+        setup(b) {
+          b.onLoad({ filter: /\.ts$/ }, (args) => ({
+            contents: readFileSync(args.path, 'utf8').replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href)),
+            loader: 'ts',
+          }));
+        },
+      },
+    ],
+  });
+  mkdirSync(cache, { recursive: true });
+  try {
+    renameSync(tmp, dir); // atomic: a process starting beside this one sees the whole bundle or none
+  } catch {
+    rmSync(tmp, { recursive: true, force: true }); // another process made it first
+  }
+  // Bundles of earlier sources are removed (a process still running one has loaded it already), and
+  // builds left half done by a process that died, once they are 10 minutes old.
+  for (const old of readdirSync(cache)) {
+    const p = path.join(cache, old);
+    const stale = !old.includes('.tmp-') || Date.now() - statSync(p).mtimeMs > 600_000;
+    if (old !== path.basename(dir) && stale) rmSync(p, { recursive: true, force: true });
+  }
+  return dir;
+}
+
+async function loadCli() {
+  let dir;
+  try {
+    dir = await bundleDir();
+  } catch {
+    const { register } = await import('tsx/esm/api');
+    register();
+    return import('../src/cli/main.ts');
+  }
+  await import(pathToFileURL(path.join(dir, 'env.mjs')).href);
+  return import(pathToFileURL(path.join(dir, 'cli.mjs')).href);
+}
+
+const { main } = await loadCli();
 process.exitCode = await main(process.argv.slice(2));

@@ -86,6 +86,27 @@ export interface LoadedJob {
   file: string;
 }
 
+/**
+ * Imports a job file. The CLI runs from a bundle, without a TypeScript loader: the first `.ts` job
+ * file Node cannot load registers tsx, and is imported again (under another URL: Node remembers the
+ * failed load of the first).
+ */
+async function importJobFile(file: string): Promise<unknown> {
+  const url = pathToFileURL(file).href;
+  try {
+    return await import(url);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
+    if (!tsxRegistered) {
+      const { register } = await import('tsx/esm/api');
+      register();
+      tsxRegistered = true;
+    }
+    return import(`${url}?typescript`);
+  }
+}
+let tsxRegistered = false;
+
 /** Loads `<dir>/jobs/*.ts` (default export: a JobDefinition or an array of them) and `<dir>/tributary.jobs.json`. */
 export async function loadJobs(dir: string): Promise<LoadedJob[]> {
   const found: LoadedJob[] = [];
@@ -106,7 +127,7 @@ export async function loadJobs(dir: string): Promise<LoadedJob[]> {
     const file = path.join(jobsDir, n);
     let mod: { default?: JobDefinition | JobDefinition[] };
     try {
-      mod = (await import(pathToFileURL(file).href)) as typeof mod;
+      mod = (await importJobFile(file)) as typeof mod;
     } catch (err) {
       throw new ConfigError(
         `cannot load job file ${file}: ${(err as Error).message.split('\n')[0]}` +
