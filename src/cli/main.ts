@@ -48,7 +48,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     io.stdout.write(HELP);
     return cmd === undefined ? EXIT.usage : EXIT.ok;
   }
-  const run = COMMANDS[cmd];
+  const run = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined; // not `constructor` or `toString`
   if (run === undefined) {
     io.stderr.write(`tributary: unknown command ${JSON.stringify(cmd)}; commands: ${Object.keys(COMMANDS).join(', ')}\n`);
     return EXIT.usage;

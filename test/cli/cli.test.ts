@@ -69,6 +69,7 @@ test('usage errors exit 2 with a message naming the bad value; runtime failures 
   const cases: Array<[string[], number, RegExp]> = [
     [[], 2, /Commands:/],
     [['frobnicate'], 2, /unknown command "frobnicate"/],
+    [['constructor'], 2, /unknown command "constructor"/], // a name every object has is not a command
     [['ingest', '--lake', `${dir}/l`], 2, /no input given/],
     [['ingest', '--lake', `${dir}/l`, '--target-file-size', 'huge', 'x'], 2, /"huge"/],
     [['ingest', '--lake', `${dir}/l`, '--target-file-size', '10', 'x'], 2, /targetFileBytes: 10 is not valid; expected a number from 1024/],
