@@ -46,11 +46,17 @@ export function isS3Location(from: string): boolean {
 
 /**
  * Every raw JSON file under `dir` (recursively, following symbolic links; names starting with `.`
- * or `_`, and whatever is under such directories, skipped), sorted by path, so runs are repeatable. `dir` may be
+ * or `_`, and whatever is under such directories, skipped), sorted by path, so runs are repeatable;
+ * `dir` may also name one file. `dir` may be
  * `s3://bucket/prefix`: the objects under the prefix are listed through the Storage port.
  */
 export async function listJsonInputs(dir: string, options: ListJsonOptions = {}): Promise<JsonInput[]> {
   if (isS3Location(dir)) return listS3JsonInputs(dir, options);
+  const top = path.resolve(dir);
+  const st = await fsp.stat(top).catch((err: Error) => {
+    throw new InputError(`cannot read ${dir}: ${err.message}`, { cause: err });
+  });
+  if (st.isFile()) return [{ path: top, bytes: st.size }]; // one file named outright, whatever its name
   const out: JsonInput[] = [];
   // Symbolic links are followed (a directory of links to the raw files is a common layout); the
   // real paths of directories walked guard against a link cycle.
@@ -85,7 +91,7 @@ export async function listJsonInputs(dir: string, options: ListJsonOptions = {})
       else if (isFile && JSON_INPUT.test(e.name)) out.push({ path: p, bytes: (await fsp.stat(p)).size });
     }
   };
-  await walk(path.resolve(dir));
+  await walk(top);
   out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return out;
 }

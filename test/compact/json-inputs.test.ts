@@ -33,3 +33,10 @@ test('a dangling symbolic link named like an input is an error naming it, not a 
   symlinkSync(`${dir}/missing.ndjson`, `${dir}/b.ndjson`);
   await assert.rejects(listJsonInputs(dir), (err: unknown) => err instanceof InputError && /b\.ndjson is a symbolic link to nothing/.test((err as Error).message));
 });
+
+test('--from may name one file; a missing location is an error naming it', async () => {
+  const dir = tempDir('inputs');
+  writeFileSync(`${dir}/events.log`, '{}\n');
+  assert.deepEqual(await listJsonInputs(`${dir}/events.log`), [{ path: `${dir}/events.log`, bytes: 3 }]);
+  await assert.rejects(listJsonInputs(`${dir}/nope`), (err: unknown) => err instanceof InputError && (err as Error).message.includes(`cannot read ${dir}/nope`));
+});
