@@ -6,7 +6,7 @@
 // change makes a new bundle; where none can be made (a read-only install, no esbuild), tsx compiles
 // on load as before.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -45,7 +45,6 @@ async function bundleDir() {
   const dir = path.join(cache, sourceKey());
   if (existsSync(path.join(dir, 'cli.mjs'))) return dir;
   const { build } = await import('esbuild');
-  const { readFileSync } = await import('node:fs');
   const tmp = `${dir}.tmp-${process.pid}`;
   await build({
     // The allocator settings are a bundle of their own, loaded first: in one bundle, the imports of

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, type Stats } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Catalog } from '../catalog/catalog.ts';
@@ -74,21 +74,19 @@ export async function listJsonInputs(dir: string, options: ListJsonOptions = {})
     for (const e of entries) {
       if (e.name.startsWith('.') || e.name.startsWith('_')) continue;
       const p = path.join(d, e.name);
-      let isDir = e.isDirectory();
-      let isFile = e.isFile();
+      let linked: Stats | null = null; // a link's target, stat'ed once
       if (e.isSymbolicLink()) {
         try {
-          const st = await fsp.stat(p);
-          isDir = st.isDirectory();
-          isFile = st.isFile();
+          linked = await fsp.stat(p);
         } catch (err) {
           // A dangling link named like an input would otherwise be skipped without a word.
           if (JSON_INPUT.test(e.name)) throw new InputError(`input ${p} is a symbolic link to nothing: ${(err as Error).message}`, { cause: err });
           continue;
         }
       }
-      if (isDir) await walk(p);
-      else if (isFile && JSON_INPUT.test(e.name)) out.push({ path: p, bytes: (await fsp.stat(p)).size });
+      const node = linked ?? e;
+      if (node.isDirectory()) await walk(p);
+      else if (node.isFile() && JSON_INPUT.test(e.name)) out.push({ path: p, bytes: (linked ?? (await fsp.stat(p))).size });
     }
   };
   await walk(top);
