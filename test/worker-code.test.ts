@@ -15,7 +15,7 @@ test('workerUrl bundles a TypeScript worker entry into one module a worker threa
     const reply = await new Promise<{ error?: string }>((resolve, reject) => {
       w.once('message', resolve);
       w.once('error', reject);
-      w.postMessage({ job: { spoolPath: '/nonexistent/spool.ndjson', indexPath: '/nonexistent/spool.idx', outPath: '/nonexistent/out.ndjson', rows: 1, events: [], memoryBytes: 1 << 20 } });
+      w.postMessage({ job: { segments: [{ path: '/nonexistent/spool.ndjson', bytes: 10, inOrder: false }], indexPath: '/nonexistent/spool.idx', segmentOf: [], outPath: '/nonexistent/out.ndjson', rows: 1, events: [], memoryBytes: 1 << 20 } });
     });
     assert.match(reply.error ?? '', /nonexistent/);
   } finally {

@@ -481,7 +481,7 @@ class IngestRun {
           if (buf.rows === 0) continue;
           buf.flushToDisk();
           const layout = this.layoutOf(buf.table);
-          spools.push({ table: buf.table, type: layout.type, def: layout.def, path: buf.path, rows: buf.rows });
+          spools.push({ table: buf.table, type: layout.type, def: layout.def, paths: buf.segments.map((sg) => sg.path), rows: buf.rows });
         }
         return fn({ spools, tables: [...this.layouts.values()].map((l) => l.def) });
       }),
@@ -517,29 +517,33 @@ class IngestRun {
     this.writing.add(buf);
     const memory = parquetWriteMemory(buf.rows, buf.bytes);
     const outPath = buf.path.replace(/\.ndjson$/, '.parquet');
-    // A spool already in the file's order is written as it is; any other is sorted into a copy.
-    const sortedPath = buf.inOrder ? buf.path : buf.path.replace(/\.ndjson$/, '.sorted.ndjson');
-    const removeSorted = () => (buf.inOrder ? Promise.resolve() : fsp.rm(sortedPath, { force: true }));
+    // Segments already in the file's order are read as they are; the others are sorted into copies.
     // The sort starts before this write gets its slot: it runs while earlier writes hold the slots,
     // so a slot that frees finds its next spool sorted (measured: DuckDB otherwise waited ~0.3 s a
     // file for the sort). It costs disk for one sorted copy more, no memory (the sorter's buffer is fixed).
-    const sorted = buf.inOrder
-      ? Promise.resolve()
-      : this.sorter.sort({ spoolPath: buf.path, indexPath: buf.indexPath, outPath: sortedPath, rows: buf.rows, events: buf.events, memoryBytes: this.opts.sortMemoryBytes }, buf.bytes);
+    const segments = buf.segments;
+    const copyBytes = segments.reduce((a, sg) => a + (sg.inOrder ? 0 : sg.bytes), 0);
+    const sorted = this.sorter.sort(
+      { segments, indexPath: buf.indexPath, segmentOf: buf.segmentOf, outPath: buf.path.replace(/\.ndjson$/, '.sorted.ndjson'), rows: buf.rows, events: buf.events, memoryBytes: this.opts.sortMemoryBytes },
+      copyBytes,
+    );
+    const removeSorted = async () => {
+      const r = await sorted.catch(() => null);
+      for (const p of r?.copies ?? []) await fsp.rm(p, { force: true });
+    };
     sorted.catch(() => undefined); // awaited by the write below, or dropped with the failure
     while (this.inFlight.size >= this.opts.maxConcurrentWrites || (this.inFlight.size > 0 && this.writeMemory + memory > this.opts.writeMemoryBytes)) await Promise.race(this.inFlight);
     if (this.failure !== null) {
-      await sorted.catch(() => undefined);
       await removeSorted();
       throw this.failure;
     }
     const earlier = this.commitChain; // the commits before this one (this one will wait for `written`)
     const write = async (): Promise<number> => {
-      await sorted;
+      const { files } = await sorted;
       const conn = await this.duck.instance.connect();
       try {
         return await writeParquet(conn, {
-          spoolPath: sortedPath,
+          spoolPaths: files,
           outPath,
           columns: layout.dataColumns,
           expectedRows: buf.rows,

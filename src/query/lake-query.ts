@@ -217,7 +217,7 @@ export async function tableViewSql(conn: DuckDBConnection, storage: Storage, cat
   const extra = t.partitionKeys
     .filter((k) => k.name === 'dt' || k.name === 'hour')
     .map((k) => (k.name === 'dt' ? `CAST(epoch_ms(r) AS DATE) AS "dt"` : `strftime(epoch_ms(r), '%H') AS "hour"`));
-  const liveSql = spoolSelectSql(live.map((l) => l.path), columnsFor(live[0]!.type), extra);
+  const liveSql = spoolSelectSql(live.flatMap((l) => l.paths), columnsFor(live[0]!.type), extra);
   return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS (${committed}) UNION ALL BY NAME (${liveSql})`;
 }
 

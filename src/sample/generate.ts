@@ -32,6 +32,12 @@ export interface SampleOptions {
   extraEventNames?: string[];
   /** Fraction of lines that are Segment batch envelopes of 2–5 events. Default 0. */
   batchRate?: number;
+  /**
+   * receivedAt order. 'random' (default): uniform over the span, in no order (the worst case for the
+   * writer, which must sort). 'arrival': non-decreasing along the lines, as a stream delivers them
+   * (receivedAt is stamped on arrival).
+   */
+  order?: 'random' | 'arrival';
 }
 
 const EXPERIMENTS = [
@@ -75,7 +81,8 @@ export function* sampleLines(o: SampleOptions): Generator<string> {
       const u = Math.floor(r() * users);
       const anon = `anon-${u.toString(36)}`;
       const userId = r() < 0.6 ? `user-${u}` : undefined;
-      const receivedAt = new Date(start + Math.floor(r() * span)).toISOString();
+      const at = r();
+      const receivedAt = new Date(start + Math.floor(o.order === 'arrival' ? (i / o.count) * span : at * span)).toISOString();
       const base: Record<string, unknown> = {
         messageId: `msg-${o.seed ?? 42}-${i}-${j}`,
         anonymousId: anon,

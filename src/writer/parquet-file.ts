@@ -14,7 +14,7 @@ export interface ParquetWrite {
    * write keeps it, so the connection must preserve insertion order (openDuckDB). Column SQL may
    * use `e` (the raw event), `m`, `r`, `t`, `o`, `s` and `ctx` (CONTEXT_PATHS values).
    */
-  spoolPath: string;
+  spoolPaths: string[];
   /** Where to write the Parquet file (local). */
   outPath: string;
   /** Data columns to write, in order (partition columns excluded). */
@@ -92,7 +92,7 @@ export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Pro
     .map(([k, v]) => `${sqlIdent(k)}: ${sqlString(v)}`)
     .join(', ');
   const sql =
-    `COPY (${spoolSelectSql([w.spoolPath], w.columns)}) TO ${sqlString(w.outPath)} ` +
+    `COPY (${spoolSelectSql(w.spoolPaths, w.columns)}) TO ${sqlString(w.outPath)} ` +
     `(FORMAT parquet, COMPRESSION ${w.compression}${w.compressionLevel !== undefined ? `, COMPRESSION_LEVEL ${w.compressionLevel}` : ''}, ROW_GROUP_SIZE ${rowGroupRows(w.expectedRows, w.spoolBytes)}${kv ? `, KV_METADATA {${kv}}` : ''})`;
   let written: number;
   try {
@@ -100,11 +100,11 @@ export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Pro
     written = Number(res.getRows()[0]?.[0] ?? -1);
   } catch (err) {
     await fsp.rm(w.outPath, { force: true });
-    throw new WriterError(`writing ${w.outPath} from ${w.spoolPath} failed: ${(err as Error).message}`, { cause: err });
+    throw new WriterError(`writing ${w.outPath} from ${w.spoolPaths.join(', ')} failed: ${(err as Error).message}`, { cause: err });
   }
   if (written !== w.expectedRows) {
     await fsp.rm(w.outPath, { force: true });
-    throw new WriterError(`writing ${w.outPath}: DuckDB read ${written} rows from ${w.spoolPath}, expected ${w.expectedRows}`);
+    throw new WriterError(`writing ${w.outPath}: DuckDB read ${written} rows from ${w.spoolPaths.join(', ')}, expected ${w.expectedRows}`);
   }
   return (await fsp.stat(w.outPath)).size;
 }

@@ -1,5 +1,6 @@
 import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { WriterError } from '../errors.ts';
+import type { SpoolSegment } from './spool.ts';
 
 /**
  * Per-row sort keys of a spool, kept in a file beside it so memory stays bounded whatever the spool
@@ -10,11 +11,13 @@ export const INDEX_ENTRY_BYTES = 16;
 
 /** One sort of a spool into the order its Parquet file wants. */
 export interface SpoolSortJob {
-  /** The spool (NDJSON lines, see spool.ts). */
-  spoolPath: string;
-  /** Its index (INDEX_ENTRY_BYTES per row). */
+  /** The spool's segment files (spool.ts), in the order the spool made them. */
+  segments: SpoolSegment[];
+  /** Its index (INDEX_ENTRY_BYTES per row, arrival order across all segments). */
   indexPath: string;
-  /** Where the sorted copy goes. */
+  /** Per event id, the segment holding that event's rows (empty: every row is in the first segment). */
+  segmentOf: number[];
+  /** Where the sorted copies go: this path, then `<path without .ndjson>.<k>.ndjson` for further pieces. */
   outPath: string;
   /** Rows the spool holds. */
   rows: number;
@@ -24,10 +27,15 @@ export interface SpoolSortJob {
   memoryBytes: number;
 }
 
-/** What a sort did (for tests and benchmarks). */
+/** What a sort did. */
 export interface SpoolSortResult {
-  /** Sorted runs written before the merge (0: the spool fit in memory and was sorted in one pass). */
+  /** The files to read, one after the other, for the rows in the file's order: segments already in order, and sorted copies of the rest. */
+  files: string[];
+  /** The sorted copies among `files` (to remove once read). */
+  copies: string[];
+  /** Sorted runs written before the merge (0: the copied bytes fit in memory and were sorted in one pass). */
   runs: number;
+  /** Bytes copied. */
   bytes: number;
 }
 
@@ -35,59 +43,119 @@ export interface SpoolSortResult {
 const OUT_CHUNK = 4 * 1024 * 1024;
 
 /**
- * Writes a copy of a spool with its lines ordered by (event, receivedAt, arrival): DuckDB then
- * writes the Parquet file without an ORDER BY. Measured on 200 k tracks rows of ~1.1 KB: DuckDB's
- * sort moved the whole ~1 KB rows and cost 1–2 CPU-s, about half the write; this copy costs ~0.3 s.
- * A spool larger than `memoryBytes` is cut into consecutive segments, each sorted into a run file,
- * and the runs are merged in one sequential pass (the global order is known up front from the
- * index, so the merge needs no heap: each next row names the run it comes from).
+ * Sorts a spool into the order of its Parquet file (event, then receivedAt, then arrival), so that
+ * DuckDB writes it without an ORDER BY. Measured on 200 k tracks rows of ~1.1 KB: DuckDB's sort
+ * moved the whole ~1 KB rows and cost 1–2 CPU-s, about half the write; this copy costs ~0.3 s.
+ * Segments already in order (one event, receivedAt never decreasing) are not copied: the result
+ * lists them between the sorted copies of the others, each event's rows in one place. The copied
+ * segments are treated as one file, their concatenation; a concatenation larger than `memoryBytes`
+ * is cut into consecutive ranges, each sorted into a run file, and the runs are merged in one
+ * sequential pass (the global order is known up front from the index, so the merge needs no heap:
+ * each next row names the run it comes from).
  */
 export function sortSpool(job: SpoolSortJob, scratch: Scratch = new Scratch()): SpoolSortResult {
+  if (job.segments.every((s) => s.inOrder)) return { files: inOrderFiles(job), copies: [], runs: 0, bytes: 0 };
+  const out = new PieceWriter(job.outPath);
   try {
-    return sortInto(job, scratch);
-  } catch (err) {
-    throw err instanceof WriterError ? err : new WriterError(`sorting spool ${job.spoolPath} failed: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-function sortInto(job: SpoolSortJob, scratch: Scratch): SpoolSortResult {
-  const n = job.rows;
-  const index = new ArrayBuffer(n * INDEX_ENTRY_BYTES);
-  readFully(job.indexPath, new Uint8Array(index), 0);
-  const f64 = new Float64Array(index);
-  const u32 = new Uint32Array(index);
-  // The event id slot is overwritten with the event's rank, in place: a multi-GB spool has millions
-  // of rows, and each array beside the index would cost several bytes a row more.
-  const rank = eventRanks(job.events);
-  const start = new Float64Array(n + 1);
-  for (let i = 0; i < n; i++) {
-    u32[4 * i + 2] = rank.length === 0 ? 0 : rank[u32[4 * i + 2]!]!;
-    start[i + 1] = start[i]! + u32[4 * i + 3]!;
-  }
-  const total = start[n]!;
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  order.sort((a, b) => u32[4 * a + 2]! - u32[4 * b + 2]! || f64[2 * a]! - f64[2 * b]!); // stable (ES2019): ties keep arrival order
-
-  const out = new OutputFile(job.outPath);
-  try {
-    if (total <= job.memoryBytes) {
-      const spool = scratch.get(total);
-      readFully(job.spoolPath, spool, 0);
-      for (let k = 0; k < n; k++) {
-        const i = order[k]!;
-        out.write(spool, start[i]!, start[i + 1]!);
-      }
-      out.close();
-      return { runs: 0, bytes: total };
-    }
-    return { runs: sortInRuns(job, order, start, out, scratch), bytes: total };
+    return sortInto(job, scratch, out);
   } catch (err) {
     out.abandon();
-    throw err;
+    throw err instanceof WriterError ? err : new WriterError(`sorting spool ${job.segments[0]?.path} failed: ${(err as Error).message}`, { cause: err });
   }
 }
 
+/** The files of a spool whose segments are all in order: by their event's rank. */
+function inOrderFiles(job: SpoolSortJob): string[] {
+  if (job.events.length === 0) return job.segments.map((s) => s.path);
+  const rank = eventRanks(job.events);
+  const bySeg = new Map<number, number>();
+  job.segmentOf.forEach((s, id) => bySeg.set(s, rank[id]!));
+  return job.segments
+    .map((s, k) => ({ path: s.path, rank: bySeg.get(k) ?? -1 }))
+    .sort((a, b) => a.rank - b.rank)
+    .map((s) => s.path);
+}
+
+function sortInto(job: SpoolSortJob, scratch: Scratch, out: PieceWriter): SpoolSortResult {
+  const n = job.rows;
+  const segs = job.segments;
+  const index = new ArrayBuffer(n * INDEX_ENTRY_BYTES);
+  readFully(new SegmentFile([{ path: job.indexPath, bytes: index.byteLength }]), new Uint8Array(index), 0);
+  const f64 = new Float64Array(index);
+  const u32 = new Uint32Array(index);
+  const byEvent = job.events.length > 0;
+  const rank = eventRanks(job.events);
+  // The copied segments form one virtual file, their concatenation. Each row's offset in it (or -1
+  // for rows of segments read as they are); rows in concatenation order (by segment, then arrival).
+  const segOfRow = (i: number) => (byEvent ? job.segmentOf[u32[4 * i + 2]!]! : 0);
+  const copied = segs.map((s) => !s.inOrder);
+  const base: number[] = [];
+  let total = 0;
+  segs.forEach((s, k) => {
+    base.push(copied[k] ? total : -1);
+    if (copied[k]) total += s.bytes;
+  });
+  const perSeg = new Uint32Array(segs.length + 1);
+  for (let i = 0; i < n; i++) perSeg[segOfRow(i) + 1]!++;
+  for (let k = 0; k < segs.length; k++) perSeg[k + 1]! += perSeg[k]!;
+  const vorder = new Uint32Array(n); // concatenation order: row index at each place
+  const fill = perSeg.slice(0, segs.length);
+  const start = new Float64Array(n);
+  const localOff = new Float64Array(segs.length);
+  for (let i = 0; i < n; i++) {
+    const k = segOfRow(i);
+    vorder[fill[k]!++] = i;
+    start[i] = copied[k] ? base[k]! + localOff[k]! : -1;
+    localOff[k]! += u32[4 * i + 3]!;
+  }
+  segs.forEach((s, k) => {
+    if (localOff[k] !== s.bytes) throw new WriterError(`${s.path} holds ${s.bytes} bytes, its index rows ${localOff[k]}`);
+  });
+  // The event id slot is overwritten with the event's rank, in place: a multi-GB spool has millions
+  // of rows, and each array beside the index would cost several bytes a row more.
+  for (let i = 0; i < n; i++) u32[4 * i + 2] = byEvent ? rank[u32[4 * i + 2]!]! : 0;
+  // The copied rows, in the file's order; ties keep arrival order (a stable sort of rows listed in
+  // concatenation order, and an event's rows are all in one segment, in arrival order).
+  let m = 0;
+  for (let v = 0; v < n; v++) if (start[vorder[v]!]! >= 0) m++;
+  const order = new Uint32Array(m);
+  m = 0;
+  for (let v = 0; v < n; v++) if (start[vorder[v]!]! >= 0) order[m++] = vorder[v]!;
+  order.sort((a, b) => u32[4 * a + 2]! - u32[4 * b + 2]! || f64[2 * a]! - f64[2 * b]!);
+  const len = (i: number) => u32[4 * i + 3]!;
+
+  // Where the sorted rows are cut so that the segments read as they are fall between them, by rank.
+  const asIs = segs
+    .map((s, k) => ({ path: s.path, k }))
+    .filter((s) => !copied[s.k])
+    .map((s) => ({ path: s.path, rank: rank[job.segmentOf.indexOf(s.k)]! }))
+    .sort((a, b) => a.rank - b.rank);
+  const cuts: number[] = []; // before order[cuts[j]] the j-th segment read as it is goes
+  for (let k = 0, p = 0; p < asIs.length; p++) {
+    while (k < m && u32[4 * order[k]! + 2]! < asIs[p]!.rank) k++;
+    cuts.push(k);
+  }
+  let nextCut = 0;
+  const atPlace = (k: number) => {
+    while (nextCut < cuts.length && cuts[nextCut] === k) out.insert(asIs[nextCut++]!.path);
+  };
+  const file = new SegmentFile(segs.filter((_, k) => copied[k]));
+  let runs = 0;
+  if (total <= job.memoryBytes) {
+    const all = scratch.get(total);
+    readFully(file, all, 0);
+    for (let k = 0; k < m; k++) {
+      atPlace(k);
+      const i = order[k]!;
+      out.write(all, start[i]!, start[i]! + len(i));
+    }
+  } else {
+    runs = sortInRuns(job, file, vorder, order, start, len, out, scratch, atPlace);
+  }
+  atPlace(m);
+  out.close();
+  return { files: out.files, copies: out.pieces, runs, bytes: total };
+}
 /** Event ranks by event id, ordered as DuckDB orders VARCHAR: by the UTF-8 bytes. */
 function eventRanks(events: string[]): Uint32Array {
   const byBytes = events.map((e, id) => ({ id, bytes: Buffer.from(e, 'utf8') })).sort((a, b) => Buffer.compare(a.bytes, b.bytes));
@@ -96,54 +164,69 @@ function eventRanks(events: string[]): Uint32Array {
   return rank;
 }
 
-/** The external path: consecutive segments of at most `memoryBytes / 2` sorted into run files, then merged. */
-function sortInRuns(job: SpoolSortJob, order: Uint32Array, start: Float64Array, out: OutputFile, scratch: Scratch): number {
+/**
+ * The external path: the copied rows, in concatenation order, cut into consecutive ranges of at
+ * most `memoryBytes / 2`, each sorted into a run file, then merged.
+ */
+function sortInRuns(
+  job: SpoolSortJob,
+  file: SegmentFile,
+  vorder: Uint32Array,
+  order: Uint32Array,
+  start: Float64Array,
+  len: (i: number) => number,
+  out: PieceWriter,
+  scratch: Scratch,
+  atPlace: (k: number) => void,
+): number {
   const n = job.rows;
-  // Segments of consecutive rows; half the budget each, the other half for the merge's read buffers.
+  const m = order.length;
+  // Ranges of consecutive copied rows; half the budget each, the other half for the merge's read buffers.
   const segBytes = Math.max(1, Math.floor(job.memoryBytes / 2));
-  const segOf = new Uint32Array(n);
-  const segStart: number[] = [0];
-  for (let i = 0; i < n; i++) {
-    if (i > segStart.at(-1)! && start[i + 1]! - start[segStart.at(-1)!]! > segBytes) segStart.push(i);
-    segOf[i] = segStart.length - 1;
+  const runOf = new Uint32Array(n);
+  const runStart: number[] = []; // byte offset in the concatenation where each run begins
+  for (let v = 0; v < n; v++) {
+    const i = vorder[v]!;
+    if (start[i]! < 0) continue;
+    if (runStart.length === 0 || start[i]! + len(i) - runStart.at(-1)! > segBytes) runStart.push(start[i]!);
+    runOf[i] = runStart.length - 1;
   }
-  const runs = segStart.length;
-  segStart.push(n);
-  // Each run's rows in global order: a stable distribution of the global order by segment.
+  const runs = runStart.length;
+  runStart.push(file.bytes);
+  // Each run's rows in global order: a stable distribution of the global order by run.
   const runCount = new Uint32Array(runs + 1);
-  for (let i = 0; i < n; i++) runCount[segOf[i]! + 1]!++;
-  for (let s = 0; s < runs; s++) runCount[s + 1]! += runCount[s]!;
-  const byRun = new Uint32Array(n);
+  for (let k = 0; k < m; k++) runCount[runOf[order[k]!]! + 1]!++;
+  for (let r = 0; r < runs; r++) runCount[r + 1]! += runCount[r]!;
+  const byRun = new Uint32Array(m);
   const fill = runCount.slice(0, runs);
-  for (let k = 0; k < n; k++) {
+  for (let k = 0; k < m; k++) {
     const i = order[k]!;
-    byRun[fill[segOf[i]!]!++] = i;
+    byRun[fill[runOf[i]!]!++] = i;
   }
-  const runPaths = Array.from({ length: runs }, (_, s) => `${job.outPath}.run${s}`);
+  const runPaths = Array.from({ length: runs }, (_, r) => `${job.outPath}.run${r}`);
   try {
-    for (let s = 0; s < runs; s++) {
-      const a = segStart[s]!;
-      const b = segStart[s + 1]!;
-      const bytes = start[b]! - start[a]!;
+    for (let r = 0; r < runs; r++) {
+      const a = runStart[r]!;
+      const bytes = runStart[r + 1]! - a;
       const seg = scratch.get(bytes);
-      readFully(job.spoolPath, seg.subarray(0, bytes), start[a]!);
-      const run = new OutputFile(runPaths[s]!);
-      for (let k = runCount[s]!; k < runCount[s + 1]!; k++) {
+      readFully(file, seg, a);
+      const run = new OutputFile(runPaths[r]!);
+      for (let k = runCount[r]!; k < runCount[r + 1]!; k++) {
         const i = byRun[k]!;
-        run.write(seg, start[i]! - start[a]!, start[i + 1]! - start[a]!);
+        run.write(seg, start[i]! - a, start[i]! - a + len(i));
       }
       run.close();
     }
     const readers = runPaths.map((p) => new RunReader(p, Math.max(64 * 1024, Math.floor(job.memoryBytes / 2 / runs))));
     try {
-      for (let k = 0; k < n; k++) {
+      for (let k = 0; k < m; k++) {
+        atPlace(k);
         const i = order[k]!;
-        readers[segOf[i]!]!.copyTo(out, start[i + 1]! - start[i]!);
+        readers[runOf[i]!]!.copyTo(out, len(i));
       }
     } finally {
       for (const r of readers) r.close();
     }
-    out.close();
     return runs;
   } finally {
     for (const p of runPaths) rmSync(p, { force: true });
@@ -165,18 +248,84 @@ export class Scratch {
   }
 }
 
-/** Reads `into.length` bytes of `path` from `position`; a short file is an error. */
-function readFully(path: string, into: Uint8Array, position: number): void {
-  const fd = openSync(path, 'r');
-  try {
-    let got = 0;
-    while (got < into.length) {
-      const r = readSync(fd, into, got, into.length - got, position + got);
-      if (r === 0) throw new WriterError(`${path} ended after ${position + got} bytes, expected ${position + into.length}`);
-      got += r;
+/** Files read as one: the concatenation of `parts`, each of the given size. */
+class SegmentFile {
+  readonly bytes: number;
+  constructor(readonly parts: ReadonlyArray<{ path: string; bytes: number }>) {
+    this.bytes = parts.reduce((a, p) => a + p.bytes, 0);
+  }
+}
+
+/** Reads `into.length` bytes of `file` from `position`; a short part is an error naming it. */
+function readFully(file: SegmentFile, into: Uint8Array, position: number): void {
+  let got = 0;
+  let partStart = 0;
+  for (const part of file.parts) {
+    if (got === into.length) return;
+    const partEnd = partStart + part.bytes;
+    const at = position + got;
+    if (at < partEnd) {
+      const fd = openSync(part.path, 'r');
+      try {
+        const want = Math.min(into.length - got, partEnd - at);
+        let done = 0;
+        while (done < want) {
+          const r = readSync(fd, into, got + done, want - done, at - partStart + done);
+          if (r === 0) throw new WriterError(`${part.path} ended after ${at - partStart + done} bytes, expected ${part.bytes}`);
+          done += r;
+        }
+        got += want;
+      } finally {
+        closeSync(fd);
+      }
     }
-  } finally {
-    closeSync(fd);
+    partStart = partEnd;
+  }
+  if (got < into.length) throw new WriterError(`${file.parts.map((p) => p.path).join(', ')} hold ${file.bytes} bytes, read past the end at ${position + got}`);
+}
+
+/**
+ * The sorted copies of one sort, in read order with the files read as they are: writes go to the
+ * current piece (opened on the first write), and a file inserted between rows ends it.
+ */
+class PieceWriter {
+  /** Every file to read, in order. */
+  readonly files: string[] = [];
+  /** The pieces written. */
+  readonly pieces: string[] = [];
+  private current: OutputFile | null = null;
+
+  constructor(private readonly outPath: string) {}
+
+  /** Appends `src[from, to)` to the current piece. */
+  write(src: Buffer, from: number, to: number): void {
+    if (this.current === null) {
+      const k = this.pieces.length;
+      const p = k === 0 ? this.outPath : this.outPath.replace(/(\.ndjson)?$/, `.${k}$1`);
+      this.pieces.push(p);
+      this.files.push(p);
+      this.current = new OutputFile(p);
+    }
+    this.current.write(src, from, to);
+  }
+
+  /** Puts a file read as it is next in the read order. */
+  insert(path: string): void {
+    this.close();
+    this.files.push(path);
+  }
+
+  /** Ends the current piece. */
+  close(): void {
+    this.current?.close();
+    this.current = null;
+  }
+
+  /** Removes every piece (after a failure). */
+  abandon(): void {
+    this.current?.abandon();
+    this.current = null;
+    for (const p of this.pieces) rmSync(p, { force: true });
   }
 }
 
@@ -237,7 +386,7 @@ class RunReader {
   }
 
   /** Copies the next `bytes` bytes of the run to `out`. */
-  copyTo(out: OutputFile, bytes: number): void {
+  copyTo(out: { write(src: Buffer, from: number, to: number): void }, bytes: number): void {
     while (bytes > 0) {
       if (this.pos === this.end) {
         this.end = readSync(this.fd, this.buf, 0, this.buf.length, this.fileOffset);

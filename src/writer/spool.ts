@@ -8,7 +8,8 @@ export interface LiveSpool {
   table: string;
   type: EventType;
   def: TableDef;
-  path: string;
+  /** The spool's segment files (read together, in any order: a query does not rely on row order). */
+  paths: string[];
   rows: number;
 }
 
@@ -31,10 +32,20 @@ export interface PositionRange {
   last: bigint;
 }
 
-/** Bytes buffered in memory before they are written to the spool file. */
+/** Bytes buffered in memory before they are written to a segment file: the first segment's, and each further one's. */
 const WRITE_CHUNK_BYTES = 256 * 1024;
+const SEGMENT_CHUNK_BYTES = 64 * 1024;
 /** Index entries buffered in memory before they are written to the index file. */
 const INDEX_CHUNK_ENTRIES = 1024;
+/**
+ * Most segment files per spool. Each track event name gets a segment of its own, in order of first
+ * appearance, up to this many; the names after that share the last one. Memory cost: 64 KiB of write
+ * buffer and one open file per segment in use (2 MiB and 32 files per spool at most).
+ */
+export const MAX_SEGMENTS = 32;
+/** A segment's `event` while it holds no row yet, and once it holds rows of several events. */
+const NO_EVENT = -1;
+const SEVERAL_EVENTS = -2;
 
 /** Encoded spool lines and their sort keys, as ingest/encoder.ts makes them. */
 export interface SpoolRows {
@@ -50,40 +61,67 @@ export interface SpoolRows {
   eventOf: Uint32Array;
 }
 
+/** One file of a spool, as the write reads it (see spool-sort.ts). */
+export interface SpoolSegment {
+  /** The NDJSON file. */
+  path: string;
+  /** Its size in bytes. */
+  bytes: number;
+  /** True when its lines are already in the file's order (one event name or none, receivedAt never decreasing): read as it is, not copied. */
+  inOrder: boolean;
+}
+
+/** A segment while it is written. */
+interface OpenSegment extends SpoolSegment {
+  fd: number;
+  chunk: Buffer | null;
+  chunkBytes: number;
+  used: number;
+  /** The one event id it holds, NO_EVENT or SEVERAL_EVENTS. */
+  event: number;
+  lastReceivedAt: number;
+}
+
 /**
- * The rows of one (table, partition) not yet in a Parquet file, spooled to a local NDJSON file so
+ * The rows of one (table, partition) not yet in a Parquet file, spooled to local NDJSON files so
  * memory stays bounded whatever the target file size. Spool lines are made by ingest/encoder.ts:
  * `{"m":messageId,"r":receivedAtMs,"t":…,"o":…,"s":…,"e":<the raw event JSON>}`, the raw event
- * copied, not re-serialized; DuckDB extracts the columns when the file is written. The lines stay
- * in arrival order (appends stay cheap; live queries read the spool as it grows); their sort keys go
- * to an index file beside it (`indexPath`, see spool-sort.ts), from which the write sorts a copy.
+ * copied, not re-serialized; DuckDB extracts the columns when the file is written.
+ *
+ * The lines go to segment files, one per track event name (up to MAX_SEGMENTS), each in arrival
+ * order: appends stay cheap, and live queries read the segments as they grow. A file is ordered by
+ * event then receivedAt, so when input arrives in time order (a stream: receivedAt is stamped on
+ * arrival) every segment is already in its final order, and the write reads the segments one after
+ * the other in event order without copying a byte (measured: the sorted copy of the tracks spools
+ * was the largest single cost after the input ended). Sort keys go to one index file beside them
+ * (`indexPath`, see spool-sort.ts), from which the write sorts a copy of the segments that need it.
  */
 export class SpoolBuffer {
   readonly table: string;
   /** Ordered partition key/value pairs. */
   readonly partition: ReadonlyArray<readonly [string, string]>;
+  /** The first segment's file; further segments are named after it. */
   readonly path: string;
   /** The sort-key index beside the spool. */
   readonly indexPath: string;
   /** Event names by the ids the index holds. */
   readonly events: string[] = [];
+  /** Per event id, the index of its segment. */
+  readonly segmentOf: number[] = [];
   private readonly eventIds = new Map<string, number>();
+  private readonly segs: OpenSegment[] = [];
   /** Bytes spooled (drives size-based rotation, deterministic in the input). */
   bytes = 0;
   rows = 0;
-  private ordered = true;
-  private lastReceivedAt = -Infinity;
   /** Wall-clock time of the first row, for the time cap. */
   readonly openedAtMs: number;
   /** Per shard, the positions this buffer holds. */
   readonly ranges = new Map<string, PositionRange>();
-  private fd: number;
   private indexFd: number;
+  private closed = false;
   // Appends are copied into buffers of the spool's own (allocated on the first append), not kept as
   // references to the encoder's output: that output is handed back to the decode workers for reuse,
   // and a new buffer per batch made V8 run a full GC every ~60 ms on external-memory pressure.
-  private chunk: Buffer | null = null;
-  private chunkUsed = 0;
   private index: Buffer | null = null;
   private indexF64: Float64Array | null = null;
   private indexU32: Uint32Array | null = null;
@@ -99,8 +137,34 @@ export class SpoolBuffer {
     this.path = path;
     this.openedAtMs = nowMs;
     this.indexPath = path + '.idx';
-    this.fd = openSync(path, 'w');
     this.indexFd = openSync(this.indexPath, 'w');
+    this.openSegment();
+  }
+
+  private openSegment(): OpenSegment {
+    const k = this.segs.length;
+    const path = k === 0 ? this.path : this.path.replace(/(\.ndjson)?$/, `.${k}$1`);
+    const seg: OpenSegment = { path, bytes: 0, inOrder: true, fd: -1, chunk: null, chunkBytes: k === 0 ? WRITE_CHUNK_BYTES : SEGMENT_CHUNK_BYTES, used: 0, event: NO_EVENT, lastReceivedAt: -Infinity };
+    this.segs.push(seg); // before the open: discard() removes what was pushed
+    seg.fd = openSync(path, 'w');
+    return seg;
+  }
+
+  /** The segment of a new event id: a fresh one while there is room (the first event takes the first segment), else the last. */
+  private segmentFor(id: number): number {
+    const first = this.segs[0]!;
+    if (first.event === NO_EVENT && first.bytes === 0 && this.segs.length === 1) {
+      first.event = id;
+      return 0;
+    }
+    if (this.segs.length < MAX_SEGMENTS) {
+      this.openSegment().event = id;
+      return this.segs.length - 1;
+    }
+    const last = this.segs[this.segs.length - 1]!;
+    last.event = SEVERAL_EVENTS;
+    last.inOrder = false; // its lines interleave several events
+    return this.segs.length - 1;
   }
 
   /**
@@ -114,10 +178,10 @@ export class SpoolBuffer {
       if (id === undefined) {
         this.eventIds.set(e, (id = this.events.length));
         this.events.push(e);
+        this.segmentOf.push(this.segmentFor(id));
       }
       return id;
     });
-    if (ids.length > 0) this.ordered = false;
     if (this.index === null) {
       this.index = Buffer.allocUnsafeSlow(INDEX_CHUNK_ENTRIES * INDEX_ENTRY_BYTES);
       this.indexF64 = new Float64Array(this.index.buffer, 0, 2 * INDEX_CHUNK_ENTRIES);
@@ -125,45 +189,53 @@ export class SpoolBuffer {
     }
     const f64 = this.indexF64!;
     const u32 = this.indexU32!;
+    const offsets = src.offsets;
+    // Consecutive rows of one segment are copied in one call.
+    let runSeg = -1;
+    let runStart = 0;
     for (let k = 0; k < rows; k++) {
       const i = from + k;
       const r = src.receivedAt[i]!;
-      if (r < this.lastReceivedAt) this.ordered = false;
-      this.lastReceivedAt = r;
+      const id = ids.length === 0 ? 0 : ids[src.eventOf[i]!]!;
+      const s = ids.length === 0 ? 0 : this.segmentOf[id]!;
+      const seg = this.segs[s]!;
+      if (r < seg.lastReceivedAt) seg.inOrder = false;
+      seg.lastReceivedAt = r;
       if (this.indexUsed === INDEX_CHUNK_ENTRIES) this.drainIndex();
       const e = this.indexUsed++;
       f64[2 * e] = r;
-      u32[4 * e + 2] = ids.length === 0 ? 0 : ids[src.eventOf[i]!]!;
-      u32[4 * e + 3] = src.offsets[i + 1]! - src.offsets[i]!;
+      u32[4 * e + 2] = id;
+      u32[4 * e + 3] = offsets[i + 1]! - offsets[i]!;
+      if (s !== runSeg) {
+        if (runSeg >= 0) this.appendBytes(this.segs[runSeg]!, src.bytes, offsets[runStart]!, offsets[i]!);
+        runSeg = s;
+        runStart = i;
+      }
     }
-    this.appendBytes(src.bytes, src.offsets[from]!, src.offsets[rows + from]!);
-    this.bytes += src.offsets[rows + from]! - src.offsets[from]!;
+    if (runSeg >= 0) this.appendBytes(this.segs[runSeg]!, src.bytes, offsets[runStart]!, offsets[rows + from]!);
+    this.bytes += offsets[rows + from]! - offsets[from]!;
     this.rows += rows;
     const r = this.ranges.get(shard);
     if (r === undefined) this.ranges.set(shard, { first, last });
     else r.last = last;
   }
 
-  /** Copies `src[start, end)` into the write buffer, writing it out as it fills; long runs go straight to the file. */
-  private appendBytes(src: Uint8Array, start: number, end: number): void {
-    this.chunk ??= Buffer.allocUnsafeSlow(WRITE_CHUNK_BYTES);
-    const chunk = this.chunk;
+  /** Copies `src[start, end)` into the segment's write buffer, writing it out as it fills; long runs go straight to the file. */
+  private appendBytes(seg: OpenSegment, src: Uint8Array, start: number, end: number): void {
+    seg.bytes += end - start;
+    seg.chunk ??= Buffer.allocUnsafeSlow(seg.chunkBytes);
+    const chunk = seg.chunk;
     while (start < end) {
-      if (this.chunkUsed === 0 && end - start >= chunk.length) {
-        writeFully(this.fd, src, start, end);
+      if (seg.used === 0 && end - start >= chunk.length) {
+        writeFully(seg.fd, src, start, end);
         return;
       }
-      const n = Math.min(end - start, chunk.length - this.chunkUsed);
-      chunk.set(src.subarray(start, start + n), this.chunkUsed);
-      this.chunkUsed += n;
+      const n = Math.min(end - start, chunk.length - seg.used);
+      chunk.set(src.subarray(start, start + n), seg.used);
+      seg.used += n;
       start += n;
-      if (this.chunkUsed === chunk.length) this.drainBytes();
+      if (seg.used === chunk.length) drainSegment(seg);
     }
-  }
-
-  private drainBytes(): void {
-    if (this.chunkUsed > 0) writeFully(this.fd, this.chunk!, 0, this.chunkUsed);
-    this.chunkUsed = 0;
   }
 
   private drainIndex(): void {
@@ -172,39 +244,55 @@ export class SpoolBuffer {
   }
 
   /**
-   * True while the lines, in arrival order, are already in the file's order: no event names (tables
-   * other than tracks) and receivedAt never decreasing, as when input arrives in time order. Such a
-   * spool is written as it is, without a sorted copy.
+   * True while every segment is in the file's order: each holds one event name (or, outside tracks,
+   * none) and its receivedAt never decreased, as when input arrives in time order. Such a spool is
+   * written from its segments as they are, without a sorted copy.
    */
   get inOrder(): boolean {
-    return this.ordered;
+    return this.segs.every((s) => s.inOrder);
   }
 
-  /** Writes what is buffered to the spool file (so a live query can read every row appended so far). */
+  /** The segment files that hold rows, with their sizes and order (for the write and live queries). */
+  get segments(): SpoolSegment[] {
+    return this.segs.filter((s) => s.bytes > 0).map((s) => ({ path: s.path, bytes: s.bytes, inOrder: s.inOrder }));
+  }
+
+  /** Writes what is buffered to the segment files (so a live query can read every row appended so far). */
   flushToDisk(): void {
-    if (this.fd >= 0) this.drain();
+    if (!this.closed) this.drain();
   }
 
   private drain(): void {
-    this.drainBytes();
+    for (const s of this.segs) drainSegment(s);
     this.drainIndex();
   }
 
-  /** Writes what is buffered and closes the spool and index files; the buffer takes no more rows. */
+  /** Writes what is buffered and closes the segment and index files; the buffer takes no more rows. */
   close(): void {
+    if (this.closed) return;
     this.drain();
-    closeSync(this.fd);
+    for (const s of this.segs) {
+      if (s.fd >= 0) closeSync(s.fd);
+      s.fd = -1;
+      s.chunk = null;
+    }
     closeSync(this.indexFd);
-    this.fd = -1;
-    this.chunk = this.index = this.indexF64 = this.indexU32 = null;
+    this.closed = true;
+    this.index = this.indexF64 = this.indexU32 = null;
   }
 
-  /** Removes the spool and index files. */
+  /** Removes the segment and index files. */
   async discard(): Promise<void> {
-    if (this.fd >= 0) this.close();
-    await fsp.rm(this.path, { force: true });
+    this.close();
+    for (const s of this.segs) await fsp.rm(s.path, { force: true });
     await fsp.rm(this.indexPath, { force: true });
   }
+}
+
+/** Writes out what the segment's buffer holds. */
+function drainSegment(seg: OpenSegment): void {
+  if (seg.used > 0) writeFully(seg.fd, seg.chunk!, 0, seg.used);
+  seg.used = 0;
 }
 
 /** Writes `src[start, end)` at the file's end; a short write resumes where it stopped. */
