@@ -57,7 +57,7 @@ export interface IngestOptions {
   maxFileAgeMs?: number;
   /** Partition fields, in path order. Default ['dt']. */
   partitionBy?: readonly string[] | string;
-  /** Partitions held open at once; the oldest is flushed beyond it. Default 64. Memory cost: ~256 KiB of write buffer each. */
+  /** Partitions held open at once; the oldest is flushed beyond it. Default 64. Memory cost: ~256 KiB of write buffer and two open files each, a tracks partition up to ~2.2 MiB and 33 files (one segment per event name, see writer/spool.ts). */
   maxOpenPartitions?: number;
   /** Parquet codec. Default 'zstd'. */
   compression?: Compression;
