@@ -481,7 +481,7 @@ class IngestRun {
           if (buf.rows === 0) continue;
           buf.flushToDisk();
           const layout = this.layoutOf(buf.table);
-          spools.push({ table: buf.table, type: layout.type, def: layout.def, paths: buf.segments.map((sg) => sg.path), rows: buf.rows });
+          spools.push({ table: buf.table, type: layout.type, def: layout.def, paths: buf.segments.filter((sg) => sg.bytes > 0).map((sg) => sg.path), rows: buf.rows });
         }
         return fn({ spools, tables: [...this.layouts.values()].map((l) => l.def) });
       }),

@@ -11,7 +11,7 @@ export const INDEX_ENTRY_BYTES = 16;
 
 /** One sort of a spool into the order its Parquet file wants. */
 export interface SpoolSortJob {
-  /** The spool's segment files (spool.ts), in the order the spool made them. */
+  /** The spool's segment files (spool.ts), in the order the spool made them (as `segmentOf` indexes them); some may be empty. */
   segments: SpoolSegment[];
   /** Its index (INDEX_ENTRY_BYTES per row, arrival order across all segments). */
   indexPath: string;
@@ -66,12 +66,13 @@ export function sortSpool(job: SpoolSortJob, scratch: Scratch = new Scratch()): 
 
 /** The files of a spool whose segments are all in order: by their event's rank. */
 function inOrderFiles(job: SpoolSortJob): string[] {
-  if (job.events.length === 0) return job.segments.map((s) => s.path);
+  if (job.events.length === 0) return job.segments.filter((s) => s.bytes > 0).map((s) => s.path);
   const rank = eventRanks(job.events);
   const bySeg = new Map<number, number>();
   job.segmentOf.forEach((s, id) => bySeg.set(s, rank[id]!));
   return job.segments
-    .map((s, k) => ({ path: s.path, rank: bySeg.get(k) ?? -1 }))
+    .map((s, k) => ({ path: s.path, bytes: s.bytes, rank: bySeg.get(k) ?? -1 }))
+    .filter((s) => s.bytes > 0)
     .sort((a, b) => a.rank - b.rank)
     .map((s) => s.path);
 }
@@ -127,7 +128,7 @@ function sortInto(job: SpoolSortJob, scratch: Scratch, out: PieceWriter): SpoolS
   // Where the sorted rows are cut so that the segments read as they are fall between them, by rank.
   const asIs = segs
     .map((s, k) => ({ path: s.path, k }))
-    .filter((s) => !copied[s.k])
+    .filter((s) => !copied[s.k] && segs[s.k]!.bytes > 0)
     .map((s) => ({ path: s.path, rank: rank[job.segmentOf.indexOf(s.k)]! }))
     .sort((a, b) => a.rank - b.rank);
   const cuts: number[] = []; // before order[cuts[j]] the j-th segment read as it is goes

@@ -252,9 +252,12 @@ export class SpoolBuffer {
     return this.segs.every((s) => s.inOrder);
   }
 
-  /** The segment files that hold rows, with their sizes and order (for the write and live queries). */
+  /**
+   * The segment files, with their sizes and order, indexed as `segmentOf` indexes them. A segment
+   * may hold no row (its event's rows were all committed by an earlier run, see Ingestor.apply).
+   */
   get segments(): SpoolSegment[] {
-    return this.segs.filter((s) => s.bytes > 0).map((s) => ({ path: s.path, bytes: s.bytes, inOrder: s.inOrder }));
+    return this.segs.map((s) => ({ path: s.path, bytes: s.bytes, inOrder: s.inOrder }));
   }
 
   /** Writes what is buffered to the segment files (so a live query can read every row appended so far). */

@@ -216,3 +216,25 @@ test('SpoolSorter.prestart starts the worker ahead of the first sort; an unused 
   await unused.close();
   await assert.rejects(unused.sort(jobOf(tracks, path.join(dir, 'late.ndjson'), 1 << 20), tracks.bytes), /closed/);
 });
+
+test('rows skipped at append (committed by an earlier run) leave their event a segment with no rows: files and sorts skip it', async () => {
+  const dir = tempDir('sort-skipped');
+  const rows = (spec: Array<[string, number, number]>, events: string[]) => {
+    const lines = spec.map(([id, r, ev]) => Buffer.from(JSON.stringify({ m: id, r, e: { event: events[ev] } }) + '\n'));
+    const offsets = new Uint32Array(lines.length + 1);
+    lines.forEach((l, i) => (offsets[i + 1] = offsets[i]! + l.length));
+    return { bytes: Buffer.concat(lines), offsets, receivedAt: Float64Array.from(spec.map((s) => s[1])), events, eventOf: Uint32Array.from(spec.map((s) => s[2])) };
+  };
+  for (const scramble of [false, true]) {
+    const buf = new SpoolBuffer('tracks', [], path.join(dir, `s${scramble}.ndjson`), 0, new Map());
+    // 'Z' first: its two rows are skipped (from = 2), yet the event got an id and the first segment.
+    buf.append(rows([['z1', 1, 0], ['z2', 2, 0], ['b1', 3, 1], ['a1', 4, 2], ['b2', 5, 1]], ['Z', 'B', 'A']), 2, 's', 3n, 5n);
+    buf.append(rows([['a2', scramble ? 1 : 6, 0], ['b3', 7, 1]], ['A', 'B']), 0, 's', 6n, 7n);
+    buf.close();
+    assert.equal(buf.segments[0]!.bytes, 0);
+    const r = sortSpool(jobOf(buf, path.join(dir, `out${scramble}.ndjson`), 1 << 20));
+    assert.deepEqual(idsIn(r.files), scramble ? ['a2', 'a1', 'b1', 'b2', 'b3'] : ['a1', 'a2', 'b1', 'b2', 'b3']);
+    assert.ok(!r.files.includes(buf.segments[0]!.path), 'the empty segment is not read');
+    assert.equal(r.copies.length, scramble ? 1 : 0);
+  }
+});
