@@ -60,19 +60,42 @@ test('an ingest SIGKILLed at several moments and run again ends with every event
   assert.deepEqual({ ...JSON.parse(again.stdout), seconds: 0 }, { read: expected.valid + expected.invalid, written: 0, deadLettered: 0, skipped: expected.valid + expected.invalid, files: 0, bytes: 0, seconds: 0 });
 });
 
-test('a file that grew is ingested again as a log: only the new lines are added', async () => {
-  const dir = tempDir('grow');
-  const lake = `${dir}/lake`;
-  const { sampleLines } = await import('../../src/sample/generate.ts');
-  const { appendFileSync, writeFileSync } = await import('node:fs');
-  const lines = [...sampleLines({ count: 3000, seed: 21 })];
-  writeFileSync(`${dir}/log.ndjson`, lines.slice(0, 2000).join('\n') + '\n');
-  const first = JSON.parse((await runCli(['ingest', '--lake', lake, '--json', `${dir}/log.ndjson`])).stdout);
-  assert.equal(first.read, 2000);
-  appendFileSync(`${dir}/log.ndjson`, lines.slice(2000).join('\n') + '\n');
-  const second = JSON.parse((await runCli(['ingest', '--lake', lake, '--json', `${dir}/log.ndjson`])).stdout);
-  assert.deepEqual([second.read, second.skipped, second.written], [3000, 2000, 1000]);
-  const got = await lakeAnswers(lake);
-  assert.equal(got.total, 3000);
-  assert.equal(got.distinctIds, 3000);
-});
+/** Every tracks file's rows, in file order, are ordered by event (UTF-8 bytes) then received_at. */
+async function assertTracksOrdered(lake: string): Promise<void> {
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const files = readdirSync(`${lake}/tracks`, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet'));
+  assert.ok(files.length > 0);
+  const conn = await (await DuckDBInstance.create(':memory:')).connect();
+  try {
+    for (const f of files) {
+      const rows = (await conn.runAndReadAll(`SELECT event, epoch_ms(received_at) FROM read_parquet('${lake}/tracks/${f}', file_row_number=true) ORDER BY file_row_number`)).getRows();
+      for (let i = 1; i < rows.length; i++) {
+        const c = Buffer.compare(Buffer.from(String(rows[i - 1]![0])), Buffer.from(String(rows[i]![0]))) || Number(rows[i - 1]![1]) - Number(rows[i]![1]);
+        assert.ok(c <= 0, `${f}: row ${i} out of order`);
+      }
+    }
+  } finally {
+    conn.closeSync();
+  }
+}
+
+for (const order of ['random', 'arrival'] as const) {
+  test(`a file that grew is ingested again as a log: only the new lines are added (receivedAt in ${order} order)`, async () => {
+    const dir = tempDir('grow');
+    const lake = `${dir}/lake`;
+    const { sampleLines } = await import('../../src/sample/generate.ts');
+    const { appendFileSync, writeFileSync } = await import('node:fs');
+    // Rare event names too, so that some appear in the new lines' first batch only before the resume point.
+    const lines = [...sampleLines({ count: 3000, seed: 21, order, extraEventNames: Array.from({ length: 40 }, (_, i) => `Rare ${i}`) })];
+    writeFileSync(`${dir}/log.ndjson`, lines.slice(0, 2000).join('\n') + '\n');
+    const first = JSON.parse((await runCli(['ingest', '--lake', lake, '--json', `${dir}/log.ndjson`])).stdout);
+    assert.equal(first.read, 2000);
+    appendFileSync(`${dir}/log.ndjson`, lines.slice(2000).join('\n') + '\n');
+    const second = JSON.parse((await runCli(['ingest', '--lake', lake, '--json', `${dir}/log.ndjson`])).stdout);
+    assert.deepEqual([second.read, second.skipped, second.written], [3000, 2000, 1000]);
+    const got = await lakeAnswers(lake);
+    assert.equal(got.total, 3000);
+    assert.equal(got.distinctIds, 3000);
+    await assertTracksOrdered(lake);
+  });
+}
