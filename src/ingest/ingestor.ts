@@ -85,7 +85,7 @@ export interface IngestOptions {
    * Most spool bytes held in memory while a spool is sorted before its Parquet write (a larger one
    * is sorted in runs and merged). Default 256 MiB, at least 1 MiB. Memory cost: up to this much,
    * kept by the sort worker between writes (fresh memory costs more than reused memory on VMs),
-   * plus ~36 bytes a row of the spool being sorted (~200 MB for a 5 GB spool of 1 KB events).
+   * plus ~40 bytes a row of the spool being sorted (~200 MB for a 5 GB spool of 1 KB events).
    */
   sortMemoryBytes?: number;
   /**
@@ -525,7 +525,8 @@ class IngestRun {
     const copyBytes = segments.reduce((a, sg) => a + (sg.inOrder ? 0 : sg.bytes), 0);
     const sorted = this.sorter.sort(
       { segments, indexPath: buf.indexPath, segmentOf: buf.segmentOf, outPath: buf.path.replace(/\.ndjson$/, '.sorted.ndjson'), rows: buf.rows, events: buf.events, memoryBytes: this.opts.sortMemoryBytes },
-      copyBytes,
+      // Nothing to copy: the file list is made inline. Else the whole index is read: the worker's job, unless the spool is small.
+      copyBytes === 0 ? 0 : buf.bytes,
     );
     const removeSorted = async () => {
       const r = await sorted.catch(() => null);

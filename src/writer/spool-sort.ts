@@ -157,6 +157,7 @@ function sortInto(job: SpoolSortJob, scratch: Scratch, out: PieceWriter): SpoolS
   out.close();
   return { files: out.files, copies: out.pieces, runs, bytes: total };
 }
+
 /** Event ranks by event id, ordered as DuckDB orders VARCHAR: by the UTF-8 bytes. */
 function eventRanks(events: string[]): Uint32Array {
   const byBytes = events.map((e, id) => ({ id, bytes: Buffer.from(e, 'utf8') })).sort((a, b) => Buffer.compare(a.bytes, b.bytes));
