@@ -1,10 +1,9 @@
 import * as path from 'node:path';
 import type { Catalog } from './catalog/catalog.ts';
 import { EmbeddedCatalog } from './catalog/embedded-catalog.ts';
-import { GlueCatalog } from './catalog/glue-catalog.ts';
 import { badOption, ConfigError } from './errors.ts';
 import { LocalStorage } from './storage/local-storage.ts';
-import { S3Storage, S3_MIN_PART_SIZE, parseS3Uri } from './storage/s3-storage.ts';
+import { S3_MIN_PART_SIZE, parseS3Uri } from './storage/s3-uri.ts';
 import { parseSize } from './units.ts';
 import type { Storage } from './storage/storage.ts';
 
@@ -26,8 +25,9 @@ export function openLocalLake(dir: string, database = 'tributary'): Lake {
  * sources (credential chain, AWS_REGION, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_GLUE);
  * with a custom S3 endpoint, path-style addressing is used (local S3-API servers need it).
  * TRIBUTARY_S3_PART_SIZE (e.g. `64MiB`; 5 MiB to 5 GiB, default 16 MiB) sets the part size of multipart uploads.
+ * The AWS SDK is loaded only for a lake on S3 or a Glue catalog (it takes ~0.2 s to load).
  */
-export function openLake(location: string, options: { catalog?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Lake {
+export async function openLake(location: string, options: { catalog?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Lake> {
   const env = options.env ?? process.env;
   let storage: Storage;
   if (/^s3:\/\//i.test(location)) {
@@ -37,6 +37,7 @@ export function openLake(location: string, options: { catalog?: string; cwd?: st
     if (partSize !== undefined && (partSize < S3_MIN_PART_SIZE || partSize > 5 * 1024 ** 3)) {
       badOption('TRIBUTARY_S3_PART_SIZE', env.TRIBUTARY_S3_PART_SIZE, 'a multipart upload part size from 5MiB to 5GiB (S3 limits)');
     }
+    const { S3Storage } = await import('./storage/s3-storage.ts');
     storage = new S3Storage({
       bucket,
       prefix,
@@ -56,5 +57,6 @@ export function openLake(location: string, options: { catalog?: string; cwd?: st
   if (m[1] === 'embedded') return { storage, catalog: new EmbeddedCatalog(storage, database) };
   if (!storage.root.startsWith('s3://')) throw new ConfigError(`--catalog ${spec}: a Glue catalog needs the lake on S3 (--lake s3://bucket/prefix), not ${storage.root}`);
   const endpoint = env.AWS_ENDPOINT_URL_GLUE || env.AWS_ENDPOINT_URL || undefined;
+  const { GlueCatalog } = await import('./catalog/glue-catalog.ts');
   return { storage, catalog: new GlueCatalog({ database, locationRoot: storage.root, endpoint }) };
 }

@@ -20,7 +20,7 @@ import {
 import { isRetriableSdkError, type SdkErrorShape } from '../aws/sdk-errors.ts';
 import { badOption, CatalogError, ConfigError } from '../errors.ts';
 import { checkClientOptions } from '../aws/client-options.ts';
-import { parseS3Uri } from '../storage/s3-storage.ts';
+import { parseS3Uri } from '../storage/s3-uri.ts';
 import { partitionKey, type Catalog, type CatalogColumn, type PartitionDef, type TableDef } from './catalog.ts';
 
 /** BatchCreatePartition takes at most 100 PartitionInputs per request (Glue API reference). */

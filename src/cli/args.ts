@@ -35,7 +35,7 @@ export function parse<O extends Options>(argv: string[], options: O) {
 }
 
 /** The config file (`--config`, else ./tributary.config.json if present) and the lake directory it resolves to. */
-export async function lakeSettings(values: { lake?: string; config?: string; catalog?: string }, io: Io): Promise<{ config: FileConfig; lake: string; open: () => Lake }> {
+export async function lakeSettings(values: { lake?: string; config?: string; catalog?: string }, io: Io): Promise<{ config: FileConfig; lake: string; open: () => Promise<Lake> }> {
   const explicit = values.config !== undefined;
   const config = await loadConfig(values.config ?? `${io.cwd}/tributary.config.json`, explicit);
   const lake = values.lake ?? (io.env.TRIBUTARY_LAKE || undefined) ?? config.lake ?? './lake';

@@ -1,14 +1,5 @@
 import { ConfigError, TributaryError } from '../errors.ts';
 import { EXIT, type Io } from './args.ts';
-import { athenaCommand } from './commands/athena.ts';
-import { catalogCommand } from './commands/catalog.ts';
-import { compactCommand } from './commands/compact.ts';
-import { demoCommand } from './commands/demo.ts';
-import { devCommand } from './commands/dev.ts';
-import { ingestCommand } from './commands/ingest.ts';
-import { jobsCommand } from './commands/jobs.ts';
-import { queryCommand } from './commands/query.ts';
-import { tablesCommand } from './commands/tables.ts';
 
 const HELP = `tributary — Segment events into a Parquet lake (Athena-ready), queried with DuckDB
 
@@ -29,16 +20,19 @@ Common options: --lake DIR (default $TRIBUTARY_LAKE, else ./lake), --config FILE
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage.
 `;
 
-const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
-  ingest: ingestCommand,
-  query: queryCommand,
-  tables: tablesCommand,
-  demo: demoCommand,
-  compact: compactCommand,
-  jobs: jobsCommand,
-  dev: devCommand,
-  athena: athenaCommand,
-  catalog: catalogCommand,
+type Command = (argv: string[], io: Io) => Promise<number>;
+
+/** Each command's module, loaded when run: a command loads only what it uses (a local query does not load the AWS SDK). */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  ingest: async () => (await import('./commands/ingest.ts')).ingestCommand,
+  query: async () => (await import('./commands/query.ts')).queryCommand,
+  tables: async () => (await import('./commands/tables.ts')).tablesCommand,
+  demo: async () => (await import('./commands/demo.ts')).demoCommand,
+  compact: async () => (await import('./commands/compact.ts')).compactCommand,
+  jobs: async () => (await import('./commands/jobs.ts')).jobsCommand,
+  dev: async () => (await import('./commands/dev.ts')).devCommand,
+  athena: async () => (await import('./commands/athena.ts')).athenaCommand,
+  catalog: async () => (await import('./commands/catalog.ts')).catalogCommand,
 };
 
 /** Runs the CLI; returns the exit code. */
@@ -48,13 +42,13 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     io.stdout.write(HELP);
     return cmd === undefined ? EXIT.usage : EXIT.ok;
   }
-  const run = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined; // not `constructor` or `toString`
-  if (run === undefined) {
+  const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined; // not `constructor` or `toString`
+  if (load === undefined) {
     io.stderr.write(`tributary: unknown command ${JSON.stringify(cmd)}; commands: ${Object.keys(COMMANDS).join(', ')}\n`);
     return EXIT.usage;
   }
   try {
-    return await run(rest, io);
+    return await (await load())(rest, io);
   } catch (err) {
     if (err instanceof ConfigError) {
       io.stderr.write(`tributary ${cmd}: ${err.message}\n`);

@@ -18,10 +18,11 @@ import { checkClientOptions } from '../aws/client-options.ts';
 import type { ObjectInfo, Storage } from './storage.ts';
 import { describeSdkError, isRetriableSdkError } from '../aws/sdk-errors.ts';
 import { withContentMd5 } from './s3-content-md5.ts';
+import { S3_MIN_PART_SIZE, normalizePrefix, parseS3Uri, validateBucket } from './s3-uri.ts';
+
+export { S3_MIN_PART_SIZE, parseS3Uri };
 
 const MiB = 1024 * 1024;
-/** S3's smallest part (all but the last part of a multipart upload). */
-export const S3_MIN_PART_SIZE = 5 * MiB;
 /** S3's largest part. */
 const S3_MAX_PART_SIZE = 5 * 1024 * MiB;
 /** S3 allows at most 10,000 parts per multipart upload. */
@@ -51,18 +52,6 @@ export interface S3StorageOptions {
   forcePathStyle?: boolean;
   /** Part size of multipart uploads in putFile; at least 5 MiB (S3's minimum). Default 16 MiB. */
   partSizeBytes?: number;
-}
-
-/**
- * Parses `s3://bucket/prefix` (the prefix is optional; surrounding slashes are dropped).
- * Throws ConfigError naming the value when it is not an S3 URI or the bucket name is invalid.
- */
-export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
-  const m = typeof uri === 'string' ? /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(uri) : null;
-  if (!m) badOption('S3 URI', uri, 's3://bucket or s3://bucket/prefix');
-  const bucket = m[1]!;
-  validateBucket(bucket);
-  return { bucket, prefix: normalizePrefix(m[2] ?? '') };
 }
 
 /**
@@ -425,28 +414,3 @@ function normalizeKey(key: string, root: string): string {
   return out.join('/');
 }
 
-/** A prefix without surrounding slashes; '.', '..' and empty segments are refused. */
-function normalizePrefix(prefix: string): string {
-  if (typeof prefix !== 'string') badOption('S3 prefix', prefix, 'a string such as lake/prod');
-  const p = prefix.replace(/^\/+|\/+$/g, '');
-  if (p === '') return '';
-  if (p.split('/').some((s) => s === '' || s === '.' || s === '..')) {
-    badOption('S3 prefix', prefix, "a key prefix without '.', '..' or empty segments");
-  }
-  return p;
-}
-
-/** S3's naming rules for general purpose buckets (and directory buckets, `name--zone--x-s3`). */
-function validateBucket(bucket: unknown): asserts bucket is string {
-  const rules = '3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit';
-  if (typeof bucket !== 'string' || bucket.length < 3 || bucket.length > 63 || !/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(bucket)) {
-    badOption('S3 bucket name', bucket, rules);
-  }
-  if (bucket.includes('..') || bucket.includes('.-') || bucket.includes('-.')) {
-    badOption('S3 bucket name', bucket, `${rules}, with no '..', '.-' or '-.'`);
-  }
-  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(bucket)) badOption('S3 bucket name', bucket, 'a name that is not an IP address');
-  if (/^(xn--|sthree-|amzn-s3-demo-)/.test(bucket) || /(-s3alias|--ol-s3|\.mrap)$/.test(bucket)) {
-    badOption('S3 bucket name', bucket, "a name without S3's reserved prefixes (xn--, sthree-, amzn-s3-demo-) and suffixes (-s3alias, --ol-s3, .mrap)");
-  }
-}

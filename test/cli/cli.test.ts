@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { ROOT, runCli, tempDir } from '../support/tmp.ts';
@@ -147,4 +148,34 @@ test('on a terminal, ingest draws a progress line on stderr', async () => {
   const out = execFileSync('script', ['-qec', `${process.execPath} ${ROOT}/bin/tributary.js ingest --lake ${dir}/lake ${dir}/e.ndjson`, '/dev/null'], { encoding: 'utf8' });
   assert.match(out, /read [\d,]+ events, [\d.]+ \w+ of [\d.]+ \w+ \(\d+%\)/);
   assert.match(out, /written\s+60,000/);
+});
+
+test('commands on a local lake do not load the AWS SDK; a lake on S3 does', () => {
+  const dir = tempDir('no-aws');
+  const lake = `${dir}/lake`;
+  writeFileSync(`${dir}/e.ndjson`, JSON.stringify({ type: 'track', event: 'E', anonymousId: 'a', receivedAt: '2026-11-20T00:00:00Z' }) + '\n');
+  // A module resolve hook that reports every package the CLI process imports, on stderr.
+  const hook = `${dir}/hook.mjs`;
+  const resolve = 'export async function resolve(s, c, next) { if (!/^(\\.|node:|file:|data:)/.test(s)) process._rawDebug("IMPORT " + s); return next(s, c); }';
+  writeFileSync(hook, `import { register } from 'node:module';\nregister('data:text/javascript,' + encodeURIComponent(${JSON.stringify(resolve)}));\n`);
+  const packages = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const r = spawnSync(process.execPath, ['--import', hook, `${ROOT}/bin/tributary.js`, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+    return { code: r.status, imports: [...new Set([...r.stderr.matchAll(/^IMPORT (\S+)/gm)].map((m) => m[1]!))], stderr: r.stderr };
+  };
+  for (const args of [['ingest', '--lake', lake, `${dir}/e.ndjson`], ['query', '--lake', lake, 'SELECT count(*) FROM tracks'], ['tables', '--lake', lake]]) {
+    const r = packages(args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.imports.includes('@duckdb/node-api'), `${args[0]}: the hook sees package imports (${r.imports.join(', ')})`);
+    assert.deepEqual(r.imports.filter((p) => p.startsWith('@aws-sdk/')), [], `${args[0]} on a local lake`);
+  }
+  // An S3 lake loads the S3 client (the command fails later: nothing listens at the endpoint).
+  const s3 = packages(['tables', '--lake', 's3://no-such-bucket/lake'], {
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9',
+    AWS_MAX_ATTEMPTS: '1',
+  });
+  assert.notEqual(s3.code, 0);
+  assert.ok(s3.imports.includes('@aws-sdk/client-s3'), s3.imports.join(', '));
 });

@@ -58,7 +58,7 @@ export async function athenaCommand(argv: string[], io: Io): Promise<number> {
   if (wrong.length > 0) throw new ConfigError(`athena ddl: --${wrong[0]} applies to athena query, not ddl`);
   if (extra.length > 0) throw new ConfigError(`athena ddl: unexpected argument ${JSON.stringify(extra[0])}`);
   const settings = await lakeSettings(values, io);
-  const { storage, catalog } = settings.open();
+  const { storage, catalog } = await settings.open();
   const locationRoot = values.location ?? (storage.root.startsWith('s3://') ? storage.root : undefined);
   if (locationRoot === undefined) throw new ConfigError(`athena ddl: the lake ${storage.root} is local; give --location s3://bucket/prefix where it is (or will be) synced`);
   io.stdout.write(await athenaDdl(catalog, { database: values.database ?? catalog.database, locationRoot, projection: values.projection, projectionStart: values['projection-start'] }));

@@ -22,7 +22,7 @@ export async function catalogCommand(argv: string[], io: Io): Promise<number> {
   if (extra.length > 0) throw new ConfigError(`catalog: unexpected argument ${JSON.stringify(extra[0])}`);
   const settings = await lakeSettings(values, io);
   if (sub === 'ls') {
-    const { catalog } = settings.open();
+    const { catalog } = await settings.open();
     const out: unknown[] = [];
     for (const t of await catalog.listTables()) {
       const parts = await catalog.getPartitions(t.name);
@@ -38,8 +38,8 @@ export async function catalogCommand(argv: string[], io: Io): Promise<number> {
   if (sub !== 'sync') throw new ConfigError(`catalog: unknown action ${JSON.stringify(sub)}; use ls or sync`);
   const db = values['glue-database'];
   if (db === undefined) throw new ConfigError('catalog sync: --glue-database NAME is required');
-  const { storage } = settings.open();
-  const glue = openLake(settings.lake, { catalog: `glue:${db}`, cwd: io.cwd, env: io.env }).catalog;
+  const { storage } = await settings.open();
+  const glue = (await openLake(settings.lake, { catalog: `glue:${db}`, cwd: io.cwd, env: io.env })).catalog;
   const r = await syncCatalog(new EmbeddedCatalog(storage), glue, { table: values.table });
   io.stdout.write(values.json ? JSON.stringify(r) + '\n' : `synced ${r.tables} tables into Glue database ${db}: ${r.added} partitions added, ${r.moved} moved to their current location\n`);
   return EXIT.ok;

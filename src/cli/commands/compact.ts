@@ -99,7 +99,7 @@ export async function compactCommand(argv: string[], io: Io): Promise<number> {
   if (values.run && values['dry-run']) throw new ConfigError('compact merge: --run and --dry-run exclude each other');
   const settings = await lakeSettings(values, io);
   const { config } = settings;
-  const { storage, catalog } = settings.open();
+  const { storage, catalog } = await settings.open();
   const progressTty = io.stderr.isTTY === true && !values.json;
   const started = Date.now();
   const common: MergeOptions = {
@@ -228,7 +228,7 @@ async function compactJson(argv: string[], io: Io): Promise<number> {
     }
     return EXIT.ok;
   }
-  const { storage, catalog } = settings.open();
+  const { storage, catalog } = await settings.open();
   const progressTty = io.stderr.isTTY === true && !values.json;
   let last = 0;
   const stats = await convertJson(storage, catalog, inputs, {

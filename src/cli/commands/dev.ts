@@ -58,7 +58,7 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
   const host = values.host ?? '127.0.0.1';
   const settings = await lakeSettings(values, io);
   const { config } = settings;
-  const { storage, catalog } = settings.open();
+  const { storage, catalog } = await settings.open();
   const kinesis = values.kinesis;
   if (kinesis === undefined) {
     for (const k of ['region', 'endpoint', 'consumer-name', 'lease-timeout', 'shard-sync'] as const) {

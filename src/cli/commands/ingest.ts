@@ -1,7 +1,5 @@
 import * as path from 'node:path';
 import { Ingestor, type IngestOptions, type IngestStats } from '../../ingest/ingestor.ts';
-import { consumeKinesis } from '../../ingest/kinesis-consumer.ts';
-import { parseKinesisStart } from '../../source/kinesis-source.ts';
 import { FileSource } from '../../source/file-source.ts';
 import { formatBytes, parseDuration, parseSize } from '../../units.ts';
 import { ConfigError } from '../../errors.ts';
@@ -71,7 +69,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
   const controller = new AbortController();
   const progressTty = io.stderr.isTTY === true && !values.json;
   let lastLine = 0;
-  const { storage, catalog } = settings.open();
+  const { storage, catalog } = await settings.open();
   const ingestOptions: IngestOptions = {
     targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
     maxFileAgeMs: parseDuration('--max-file-age', values['max-file-age'] ?? config.maxFileAge ?? '15m'),
@@ -100,6 +98,8 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
   let stats: IngestStats;
   try {
     if (kinesis !== undefined) {
+      // Loaded here only: the Kinesis client is part of the AWS SDK, which file input never needs.
+      const [{ consumeKinesis }, { parseKinesisStart }] = await Promise.all([import('../../ingest/kinesis-consumer.ts'), import('../../source/kinesis-source.ts')]);
       stats = await consumeKinesis(new Ingestor(storage, catalog, ingestOptions), {
         stream: kinesis,
         storage,

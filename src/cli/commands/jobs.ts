@@ -26,7 +26,7 @@ export async function jobsCommand(argv: string[], io: Io): Promise<number> {
   const dir = path.resolve(io.cwd, values.dir ?? '.');
   const jobs = await loadJobs(dir);
   const settings = await lakeSettings(values, io);
-  const { storage, catalog } = settings.open();
+  const { storage, catalog } = await settings.open();
   const ac = new AbortController();
   const ctx = { storage, catalog, signal: ac.signal, log: (line: string) => void io.stdout.write(`${new Date().toISOString()} ${line}\n`) };
   switch (sub) {

@@ -67,7 +67,7 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
     if (values.views !== undefined && values.live !== undefined) throw new ConfigError('query: --views applies to --lake queries');
     const settings = await lakeSettings(values, io);
     const { config } = settings;
-    const { storage, catalog } = settings.open();
+    const { storage, catalog } = await settings.open();
     const viewDirs = [...(config.views ?? []), ...(values.views ?? [])].map((d) => path.resolve(io.cwd, d));
     const lakeCache = new FileCache(storage, {
       dir: values['cache-dir'] === undefined ? undefined : path.resolve(io.cwd, values['cache-dir']),

@@ -16,7 +16,7 @@ export async function tablesCommand(argv: string[], io: Io): Promise<number> {
   }
   if (positionals.length > 0) throw new ConfigError(`tables: unexpected argument ${JSON.stringify(positionals[0])}`);
   const settings = await lakeSettings(values, io);
-  const { storage, catalog } = settings.open();
+  const { storage, catalog } = await settings.open();
   const tables = await describeLake(storage, catalog);
   if (values.json) {
     io.stdout.write(JSON.stringify({ lake: storage.root, tables }, null, 2) + '\n');
