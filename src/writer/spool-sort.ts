@@ -9,6 +9,11 @@ import type { SpoolSegment } from './spool.ts';
  */
 export const INDEX_ENTRY_BYTES = 16;
 
+/** The k-th of a family of files named after `path`: `path` itself, then `<path without .ndjson>.<k>.ndjson`. */
+export function numberedPath(path: string, k: number): string {
+  return k === 0 ? path : path.replace(/(\.ndjson)?$/, `.${k}$1`);
+}
+
 /** One sort of a spool into the order its Parquet file wants. */
 export interface SpoolSortJob {
   /** The spool's segment files (spool.ts), in the order the spool made them (as `segmentOf` indexes them); some may be empty. */
@@ -66,15 +71,14 @@ export function sortSpool(job: SpoolSortJob, scratch: Scratch = new Scratch()): 
 
 /** The files of a spool whose segments are all in order: by their event's rank. */
 function inOrderFiles(job: SpoolSortJob): string[] {
-  if (job.events.length === 0) return job.segments.filter((s) => s.bytes > 0).map((s) => s.path);
-  const rank = eventRanks(job.events);
-  const bySeg = new Map<number, number>();
-  job.segmentOf.forEach((s, id) => bySeg.set(s, rank[id]!));
-  return job.segments
-    .map((s, k) => ({ path: s.path, bytes: s.bytes, rank: bySeg.get(k) ?? -1 }))
-    .filter((s) => s.bytes > 0)
-    .sort((a, b) => a.rank - b.rank)
-    .map((s) => s.path);
+  return segmentsAsTheyAre(job, eventRanks(job.events)).map((s) => s.path);
+}
+
+/** The segments read as they are (in order, not empty), by the rank of the one event each holds (-1 outside tracks). */
+function segmentsAsTheyAre(job: SpoolSortJob, rank: Uint32Array): Array<{ path: string; rank: number }> {
+  const rankOf = new Map<number, number>();
+  job.segmentOf.forEach((k, id) => rankOf.set(k, rank[id]!));
+  return job.segments.flatMap((s, k) => (s.inOrder && s.bytes > 0 ? [{ path: s.path, rank: rankOf.get(k) ?? -1 }] : [])).sort((a, b) => a.rank - b.rank);
 }
 
 function sortInto(job: SpoolSortJob, scratch: Scratch, out: PieceWriter): SpoolSortResult {
@@ -126,11 +130,7 @@ function sortInto(job: SpoolSortJob, scratch: Scratch, out: PieceWriter): SpoolS
   const len = (i: number) => u32[4 * i + 3]!;
 
   // Where the sorted rows are cut so that the segments read as they are fall between them, by rank.
-  const asIs = segs
-    .map((s, k) => ({ path: s.path, k }))
-    .filter((s) => !copied[s.k] && segs[s.k]!.bytes > 0)
-    .map((s) => ({ path: s.path, rank: rank[job.segmentOf.indexOf(s.k)]! }))
-    .sort((a, b) => a.rank - b.rank);
+  const asIs = segmentsAsTheyAre(job, rank);
   const cuts: number[] = []; // before order[cuts[j]] the j-th segment read as it is goes
   for (let k = 0, p = 0; p < asIs.length; p++) {
     while (k < m && u32[4 * order[k]! + 2]! < asIs[p]!.rank) k++;
@@ -303,7 +303,7 @@ class PieceWriter {
   write(src: Buffer, from: number, to: number): void {
     if (this.current === null) {
       const k = this.pieces.length;
-      const p = k === 0 ? this.outPath : this.outPath.replace(/(\.ndjson)?$/, `.${k}$1`);
+      const p = numberedPath(this.outPath, k);
       this.pieces.push(p);
       this.files.push(p);
       this.current = new OutputFile(p);

@@ -1,7 +1,7 @@
 import { promises as fsp, openSync, writeSync, closeSync } from 'node:fs';
 import type { TableDef } from '../catalog/catalog.ts';
 import type { EventType } from '../events/schema.ts';
-import { INDEX_ENTRY_BYTES } from './spool-sort.ts';
+import { INDEX_ENTRY_BYTES, numberedPath } from './spool-sort.ts';
 
 /** One spool of rows not committed yet, as a live query reads it. */
 export interface LiveSpool {
@@ -43,9 +43,6 @@ const INDEX_CHUNK_ENTRIES = 1024;
  * buffer and one open file per segment in use (2 MiB and 32 files per spool at most).
  */
 export const MAX_SEGMENTS = 32;
-/** A segment's `event` while it holds no row yet, and once it holds rows of several events. */
-const NO_EVENT = -1;
-const SEVERAL_EVENTS = -2;
 
 /** Encoded spool lines and their sort keys, as ingest/encoder.ts makes them. */
 export interface SpoolRows {
@@ -77,8 +74,6 @@ interface OpenSegment extends SpoolSegment {
   chunk: Buffer | null;
   chunkBytes: number;
   used: number;
-  /** The one event id it holds, NO_EVENT or SEVERAL_EVENTS. */
-  event: number;
   lastReceivedAt: number;
 }
 
@@ -141,29 +136,22 @@ export class SpoolBuffer {
     this.openSegment();
   }
 
-  private openSegment(): OpenSegment {
+  private openSegment(): void {
     const k = this.segs.length;
-    const path = k === 0 ? this.path : this.path.replace(/(\.ndjson)?$/, `.${k}$1`);
-    const seg: OpenSegment = { path, bytes: 0, inOrder: true, fd: -1, chunk: null, chunkBytes: k === 0 ? WRITE_CHUNK_BYTES : SEGMENT_CHUNK_BYTES, used: 0, event: NO_EVENT, lastReceivedAt: -Infinity };
+    const path = numberedPath(this.path, k);
+    const seg: OpenSegment = { path, bytes: 0, inOrder: true, fd: -1, chunk: null, chunkBytes: k === 0 ? WRITE_CHUNK_BYTES : SEGMENT_CHUNK_BYTES, used: 0, lastReceivedAt: -Infinity };
     this.segs.push(seg); // before the open: discard() removes what was pushed
     seg.fd = openSync(path, 'w');
-    return seg;
   }
 
-  /** The segment of a new event id: a fresh one while there is room (the first event takes the first segment), else the last. */
+  /**
+   * The segment of a new event id: the first event takes the first segment, later ones a fresh
+   * segment while there is room, else the last (which then interleaves events: no longer in order).
+   */
   private segmentFor(id: number): number {
-    const first = this.segs[0]!;
-    if (first.event === NO_EVENT && first.bytes === 0 && this.segs.length === 1) {
-      first.event = id;
-      return 0;
-    }
-    if (this.segs.length < MAX_SEGMENTS) {
-      this.openSegment().event = id;
-      return this.segs.length - 1;
-    }
-    const last = this.segs[this.segs.length - 1]!;
-    last.event = SEVERAL_EVENTS;
-    last.inOrder = false; // its lines interleave several events
+    if (id === 0) return 0;
+    if (this.segs.length < MAX_SEGMENTS) this.openSegment();
+    else this.segs[this.segs.length - 1]!.inOrder = false;
     return this.segs.length - 1;
   }
 

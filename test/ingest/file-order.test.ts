@@ -13,42 +13,54 @@ function page(i: number, receivedAtMs: number): string {
   return JSON.stringify({ type: 'page', name: 'Home', anonymousId: `a${i % 5}`, messageId: `p${String(i).padStart(5, '0')}`, receivedAt: new Date(receivedAtMs).toISOString() });
 }
 
+interface InputEvent {
+  messageId: string;
+  receivedAt: string;
+  event?: string;
+}
+
+/**
+ * Ingests `lines` (two days, 2026-11-20 and -21) into a fresh lake and checks that `table` has two
+ * files of `rowsPerFile` rows, each holding its day's input rows in the order `compare` gives them,
+ * ties in arrival order (the expected order is a stable sort of the input, made here independently).
+ */
+async function assertFileOrder(dir: string, lines: string[], table: string, rowsPerFile: number, compare: (a: InputEvent, b: InputEvent) => number): Promise<void> {
+  writeFileSync(path.join(dir, 'in.ndjson'), lines.join('\n') + '\n');
+  const lake = path.join(dir, 'lake');
+  const { storage, catalog } = openLocalLake(lake);
+  const stats = await new Ingestor(storage, catalog).run(new FileSource([path.join(dir, 'in.ndjson')]));
+  assert.equal(stats.written, lines.length);
+  const files = readdirSync(path.join(lake, table), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet'));
+  assert.equal(files.length, 2);
+  const conn = await (await DuckDBInstance.create(':memory:')).connect();
+  try {
+    for (const f of files) {
+      const rows = (await conn.runAndReadAll(`SELECT message_id FROM read_parquet('${path.join(lake, table, f)}', file_row_number=true) ORDER BY file_row_number`)).getRows();
+      assert.equal(rows.length, rowsPerFile);
+      const day = Date.parse(f.includes('2026-11-20') ? '2026-11-20T00:00:00Z' : '2026-11-21T00:00:00Z');
+      const expected = lines
+        .map((l) => JSON.parse(l) as InputEvent)
+        .filter((e) => Date.parse(e.receivedAt) >= day && Date.parse(e.receivedAt) < day + 86_400_000)
+        .sort(compare)
+        .map((e) => e.messageId);
+      assert.deepEqual(rows.map((r) => r[0]), expected, f);
+    }
+  } finally {
+    conn.closeSync();
+  }
+}
+
 test('pages files are ordered by received_at, ties in arrival order, whether the spool arrived in order (written as it is) or not (sorted)', async () => {
-  const dir = tempDir('order');
   const day1 = Date.parse('2026-11-20T00:00:00Z');
   const day2 = Date.parse('2026-11-21T00:00:00Z');
   const lines: string[] = [];
   // Day 1 in time order, with runs of equal receivedAt; day 2 in a scrambled order, with ties too.
   for (let i = 0; i < 3000; i++) lines.push(page(i, day1 + Math.floor(i / 3) * 1000));
   for (let i = 3000; i < 6000; i++) lines.push(page(i, day2 + ((i * 7919) % 1000) * 1000));
-  writeFileSync(path.join(dir, 'in.ndjson'), lines.join('\n') + '\n');
-  const lake = path.join(dir, 'lake');
-  const { storage, catalog } = openLocalLake(lake);
-  const stats = await new Ingestor(storage, catalog).run(new FileSource([path.join(dir, 'in.ndjson')]));
-  assert.equal(stats.written, 6000);
-  const files = readdirSync(path.join(lake, 'pages'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet'));
-  assert.equal(files.length, 2);
-  const conn = await (await DuckDBInstance.create(':memory:')).connect();
-  try {
-    for (const f of files) {
-      const rows = (await conn.runAndReadAll(`SELECT epoch_ms(received_at) AS r, message_id FROM read_parquet('${path.join(lake, 'pages', f)}', file_row_number=true) ORDER BY file_row_number`)).getRows();
-      assert.equal(rows.length, 3000);
-      // Expected: the input's rows of that day, stably sorted by receivedAt (arrival order breaks ties).
-      const day = f.includes('2026-11-20') ? day1 : day2;
-      const expected = lines
-        .map((l) => JSON.parse(l) as { messageId: string; receivedAt: string })
-        .filter((e) => Date.parse(e.receivedAt) >= day && Date.parse(e.receivedAt) < day + 86_400_000)
-        .sort((a, b) => Date.parse(a.receivedAt) - Date.parse(b.receivedAt))
-        .map((e) => e.messageId);
-      assert.deepEqual(rows.map((r) => r[1]), expected, f);
-    }
-  } finally {
-    conn.closeSync();
-  }
+  await assertFileOrder(tempDir('order'), lines, 'pages', 3000, (a, b) => Date.parse(a.receivedAt) - Date.parse(b.receivedAt));
 });
 
 test('tracks files are ordered by event (UTF-8 bytes), then received_at, ties in arrival order, when segments are read as they are and when some are sorted', async () => {
-  const dir = tempDir('order-tracks');
   const events = ['Viewed', 'Clicked', 'Café ☕', '😀 smile', '\uFFFD repl', 'a/b', 'Order'];
   const day1 = Date.parse('2026-11-20T00:00:00Z');
   const day2 = Date.parse('2026-11-21T00:00:00Z');
@@ -62,29 +74,7 @@ test('tracks files are ordered by event (UTF-8 bytes), then received_at, ties in
     const scrambled = event === 'Clicked' || event === 'a/b';
     lines.push(track(i, event, day2 + (scrambled ? ((i * 7919) % 1000) : Math.floor((i - 4000) / 4)) * 1000));
   }
-  writeFileSync(path.join(dir, 'in.ndjson'), lines.join('\n') + '\n');
-  const lake = path.join(dir, 'lake');
-  const { storage, catalog } = openLocalLake(lake);
-  const stats = await new Ingestor(storage, catalog).run(new FileSource([path.join(dir, 'in.ndjson')]));
-  assert.equal(stats.written, 8000);
-  const files = readdirSync(path.join(lake, 'tracks'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet'));
-  assert.equal(files.length, 2);
-  const conn = await (await DuckDBInstance.create(':memory:')).connect();
-  try {
-    for (const f of files) {
-      const rows = (await conn.runAndReadAll(`SELECT message_id FROM read_parquet('${path.join(lake, 'tracks', f)}', file_row_number=true) ORDER BY file_row_number`)).getRows();
-      const day = f.includes('2026-11-20') ? day1 : day2;
-      const expected = lines
-        .map((l) => JSON.parse(l) as { messageId: string; receivedAt: string; event: string })
-        .filter((e) => Date.parse(e.receivedAt) >= day && Date.parse(e.receivedAt) < day + 86_400_000)
-        .sort((a, b) => Buffer.compare(Buffer.from(a.event), Buffer.from(b.event)) || Date.parse(a.receivedAt) - Date.parse(b.receivedAt))
-        .map((e) => e.messageId);
-      assert.equal(rows.length, 4000);
-      assert.deepEqual(rows.map((r) => r[0]), expected, f);
-    }
-  } finally {
-    conn.closeSync();
-  }
+  await assertFileOrder(tempDir('order-tracks'), lines, 'tracks', 4000, (a, b) => Buffer.compare(Buffer.from(a.event!), Buffer.from(b.event!)) || Date.parse(a.receivedAt) - Date.parse(b.receivedAt));
 });
 
 test('SpoolBuffer.inOrder: true only while each segment (one per event name) sees receivedAt never decrease, across appends', () => {
