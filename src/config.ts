@@ -11,6 +11,8 @@ export interface FileConfig {
   targetFileSize?: string | number;
   /** e.g. "15m". */
   maxFileAge?: string | number;
+  /** e.g. "1h", or "off": how far past its day (or hour) a partition is taken as complete and written. */
+  closeAfter?: string | number | null;
   /** e.g. "dt" or ["event", "dt"]. */
   partitionBy?: string | string[];
   compression?: 'zstd' | 'snappy';
@@ -23,7 +25,7 @@ export interface FileConfig {
   views?: string[];
 }
 
-const KEYS = new Set(['lake', 'catalog', 'targetFileSize', 'maxFileAge', 'partitionBy', 'compression', 'compressionLevel', 'tables', 'maxOpenPartitions', 'views', '$schema']);
+const KEYS = new Set(['lake', 'catalog', 'targetFileSize', 'maxFileAge', 'closeAfter', 'partitionBy', 'compression', 'compressionLevel', 'tables', 'maxOpenPartitions', 'views', '$schema']);
 
 /** Reads the config file at `path`; a missing default file is an empty config, a missing explicit one an error. */
 export async function loadConfig(path: string, explicit: boolean): Promise<FileConfig> {

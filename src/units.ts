@@ -27,6 +27,12 @@ export function parseDuration(name: string, v: string | number): number {
   return Math.round(Number(m[1]) * TIME_UNITS[unit]!);
 }
 
+/** A duration as parseDuration, or null for "off" (the feature it sets is disabled). */
+export function parseDurationOrOff(name: string, v: string | number | null): number | null {
+  if (v === null || (typeof v === 'string' && v.trim().toLowerCase() === 'off')) return null;
+  return parseDuration(name, v);
+}
+
 /** 1536 → "1.50 KiB", 1048576 → "1.00 MiB". */
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

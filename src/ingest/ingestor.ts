@@ -55,6 +55,15 @@ export interface IngestOptions {
   targetFileBytes?: number;
   /** Longest a row waits (wall clock from its partition's first row) before its file is flushed, ms. Default 15 min, as Firehose's longest buffer. */
   maxFileAgeMs?: number;
+  /**
+   * A partition is complete once the input's newest receivedAt (never later than the wall clock) is
+   * this far past the end of its time window (its `dt` day, or its `hour`): its file is then written
+   * as soon as a write slot is free, rather than at its size, the time cap or the input's end. A row
+   * arriving later still lands, in a new file of the partition. Default 1 h; null: never; ignored
+   * without `dt` in the partition spec. Spares disk (a day's spool goes once the day is over) and,
+   * for history replayed in time order, overlaps the writes with the reading.
+   */
+  closeAfterMs?: number | null;
   /** Partition fields, in path order. Default ['dt']. */
   partitionBy?: readonly string[] | string;
   /** Partitions held open at once; the oldest is flushed beyond it. Default 64. Memory cost: ~256 KiB of write buffer and two open files each, a tracks partition up to ~2.2 MiB and 33 files (one segment per event name, see writer/spool.ts). */
@@ -126,6 +135,7 @@ export interface IngestStats {
 interface Resolved {
   targetFileBytes: number;
   maxFileAgeMs: number;
+  closeAfterMs: number | null;
   partitionBy: PartitionField[];
   maxOpenPartitions: number;
   compression: Compression;
@@ -158,6 +168,7 @@ export function resolveIngestOptions(o: IngestOptions): Resolved {
   return {
     targetFileBytes: intOption('targetFileBytes', o.targetFileBytes, 512 * MiB, 1024, 4 * 1024 * MiB, ' bytes'),
     maxFileAgeMs: intOption('maxFileAgeMs', o.maxFileAgeMs, 15 * 60_000, 0, 24 * 3_600_000, ' ms'),
+    closeAfterMs: o.closeAfterMs === null ? null : intOption('closeAfterMs', o.closeAfterMs, 3_600_000, 0, 31 * 86_400_000, ' ms'),
     partitionBy: parsePartitionSpec(o.partitionBy ?? ['dt']),
     maxOpenPartitions: intOption('maxOpenPartitions', o.maxOpenPartitions, 64, 1, 10_000),
     compression: o.compression ?? 'zstd',
@@ -220,6 +231,12 @@ class IngestRun {
   private readonly started = Date.now();
   private readonly stats: IngestStats = { read: 0, written: 0, deadLettered: 0, skipped: 0, files: 0, bytes: 0, seconds: 0, inputBytes: 0, inputTotalBytes: null };
   private readonly open = new Map<string, SpoolBuffer>();
+  /** Per open buffer whose partition can close, the watermark at which it is complete (closeAfterMs). */
+  private readonly closesAt = new Map<SpoolBuffer, number>();
+  /** Newest receivedAt read so far, ms, never later than the wall clock (a row stamped in the future must not close today's partitions). */
+  private watermark = -Infinity;
+  /** The smallest of closesAt's values: one comparison per batch while nothing is due. */
+  private nextClose = Infinity;
   private readonly recovered = new Map<string, RecoveredTable>();
   private readonly tablesEnsured = new Set<string>();
   private readonly ratio = new Map<string, number>();
@@ -429,6 +446,14 @@ class IngestRun {
         }
       }
     }
+    if (this.opts.closeAfterMs !== null) {
+      let w = this.watermark;
+      for (const g of enc.groups) {
+        const ra = g.receivedAt;
+        for (let i = 0; i < ra.length; i++) if (ra[i]! > w) w = ra[i]!;
+      }
+      this.watermark = Math.min(w, Date.now());
+    }
     for (const g of enc.groups) {
       const layout = this.layouts.get(g.type)!;
       const key = g.table + '\u0000' + g.partKey;
@@ -439,6 +464,12 @@ class IngestRun {
         if (marks === undefined) rec.marks.set(g.partKey, (marks = new Map()));
         buf = new SpoolBuffer(layout.table, g.pairs, path.join(this.spoolDir, `${++this.spoolSeq}.ndjson`), Date.now(), marks);
         this.open.set(key, buf);
+        const end = windowEnd(g.pairs);
+        // A partition opened after it was complete (a late row) waits for its size or the time cap.
+        if (this.opts.closeAfterMs !== null && end !== null && end + this.opts.closeAfterMs > this.watermark) {
+          this.closesAt.set(buf, end + this.opts.closeAfterMs);
+          this.nextClose = Math.min(this.nextClose, end + this.opts.closeAfterMs);
+        }
       }
       const rows = g.record.length;
       const pos = (i: number) => eventPosition(recordPos(g.record[i]!), g.sub[i]!);
@@ -453,6 +484,7 @@ class IngestRun {
       }
       if (this.open.size > this.opts.maxOpenPartitions) await this.flush(this.open.values().next().value!);
     }
+    await this.closeComplete();
     const lastRecord = nd !== undefined ? nd.firstPosition + BigInt(nd.lines) - 1n : batch.records.at(-1)?.position;
     if (lastRecord !== undefined) this.lastRead.set(shard, eventPosition(lastRecord, MAX_SUB));
     if (batch.flushAfter) {
@@ -481,20 +513,42 @@ class IngestRun {
           if (buf.rows === 0) continue;
           buf.flushToDisk();
           const layout = this.layoutOf(buf.table);
-          spools.push({ table: buf.table, type: layout.type, def: layout.def, paths: buf.segments.filter((sg) => sg.bytes > 0).map((sg) => sg.path), rows: buf.rows });
+          spools.push({ table: buf.table, type: layout.type, def: layout.def, paths: buf.livePaths, rows: buf.rows });
         }
         return fn({ spools, tables: [...this.layouts.values()].map((l) => l.def) });
       }),
     );
   }
 
-  /** From the timer: flush partitions past the time cap, report progress. */
+  /**
+   * Writes the partitions that are complete (closeAfterMs), each only when a write can start at
+   * once: reading is not held up for them (measured on 1 M events in time order: waiting for a slot
+   * left the cores idle and cost ~2 s), a busy one is retried after the next batch or tick.
+   */
+  private async closeComplete(): Promise<void> {
+    if (this.watermark < this.nextClose) return;
+    let next = Infinity;
+    for (const [buf, at] of [...this.closesAt]) {
+      if (at <= this.watermark && this.canWriteNow(buf)) await this.flush(buf);
+      else next = Math.min(next, at);
+    }
+    this.nextClose = next;
+  }
+
+  /** Whether flushing `buf` would start its write without waiting for another. */
+  private canWriteNow(buf: SpoolBuffer): boolean {
+    if (this.inFlight.size === 0) return true;
+    return this.inFlight.size < this.opts.maxConcurrentWrites && this.writeMemory + parquetWriteMemory(buf.rows, buf.bytes) <= this.opts.writeMemoryBytes;
+  }
+
+  /** From the timer: flush partitions past the time cap or complete, report progress. */
   private async tick(): Promise<void> {
     if (this.failure !== null) return;
     const now = Date.now();
     for (const buf of [...this.open.values()]) {
       if (now - buf.openedAtMs >= this.opts.maxFileAgeMs) await this.flush(buf);
     }
+    await this.closeComplete();
     this.progress();
   }
 
@@ -512,6 +566,7 @@ class IngestRun {
   private async flush(buf: SpoolBuffer): Promise<void> {
     const layout = this.layoutOf(buf.table);
     this.open.delete(buf.table + '\u0000' + partitionKey(buf.partition.map((p) => p[1])));
+    this.closesAt.delete(buf);
     if (buf.rows === 0) return buf.discard();
     buf.close();
     this.writing.add(buf);
@@ -528,19 +583,19 @@ class IngestRun {
       // Nothing to copy: the file list is made inline. Else the whole index is read: the worker's job, unless the spool is small.
       copyBytes === 0 ? 0 : buf.bytes,
     );
-    const removeSorted = async () => {
-      const r = await sorted.catch(() => null);
-      for (const p of r?.copies ?? []) await fsp.rm(p, { force: true });
-    };
-    sorted.catch(() => undefined); // awaited by the write below, or dropped with the failure
+    // The spool's rows move to the sorted copy as soon as it exists (under the live-snapshot lock), and
+    // the copied segments are deleted then rather than after the write: a spool and its copy are not
+    // both on disk while the write waits for a slot and runs.
+    const ready = sorted.then(async (r) => {
+      if (r.copies.length > 0) await this.visibility.run(() => buf.adoptSorted(r.files, r.copies));
+      return r;
+    });
+    ready.catch(() => undefined); // awaited by the write below, or dropped with the failure (the spool directory goes with the run)
     while (this.inFlight.size >= this.opts.maxConcurrentWrites || (this.inFlight.size > 0 && this.writeMemory + memory > this.opts.writeMemoryBytes)) await Promise.race(this.inFlight);
-    if (this.failure !== null) {
-      await removeSorted();
-      throw this.failure;
-    }
+    if (this.failure !== null) throw this.failure;
     const earlier = this.commitChain; // the commits before this one (this one will wait for `written`)
     const write = async (): Promise<number> => {
-      const { files } = await sorted;
+      const { files } = await ready;
       const conn = await this.duck.instance.connect();
       try {
         return await writeParquet(conn, {
@@ -572,8 +627,7 @@ class IngestRun {
         } finally {
           await this.duck.conn.run(`SET threads = ${threads}`);
         }
-      })
-      .finally(removeSorted);
+      });
     written.catch(() => undefined); // observed through the commit chain below
     const committed = this.commitChain.then(async () => {
       if (this.failure !== null) return;
@@ -645,6 +699,15 @@ class IngestRun {
       if (safe >= 0n) await this.source.checkpoint(shard, safe);
     }
   }
+}
+
+/** The end (epoch ms) of a partition's time window, from its dt (and hour) values; null without dt. */
+function windowEnd(pairs: ReadonlyArray<readonly [string, string]>): number | null {
+  const dt = pairs.find((p) => p[0] === 'dt')?.[1];
+  if (dt === undefined) return null;
+  const day = Date.parse(dt + 'T00:00:00Z');
+  const hour = pairs.find((p) => p[0] === 'hour')?.[1];
+  return hour === undefined ? day + 86_400_000 : day + (Number(hour) + 1) * 3_600_000;
 }
 
 /** Removes spool directories of processes that are no longer running (left by a crash). */

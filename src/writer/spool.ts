@@ -8,7 +8,7 @@ export interface LiveSpool {
   table: string;
   type: EventType;
   def: TableDef;
-  /** The spool's segment files (read together, in any order: a query does not rely on row order). */
+  /** The files holding the spool's rows: its segments, or once sorted the sorted copy (read together, in any order: a query does not rely on row order). */
   paths: string[];
   rows: number;
 }
@@ -114,6 +114,9 @@ export class SpoolBuffer {
   readonly ranges = new Map<string, PositionRange>();
   private indexFd: number;
   private closed = false;
+  /** Once the spool is sorted (adoptSorted): the files holding its rows, and the copies among them. */
+  private sortedFiles: string[] | null = null;
+  private copies: string[] = [];
   // Appends are copied into buffers of the spool's own (allocated on the first append), not kept as
   // references to the encoder's output: that output is handed back to the decode workers for reuse,
   // and a new buffer per batch made V8 run a full GC every ~60 ms on external-memory pressure.
@@ -248,6 +251,25 @@ export class SpoolBuffer {
     return this.segs.map((s) => ({ path: s.path, bytes: s.bytes, inOrder: s.inOrder }));
   }
 
+  /** The non-empty files holding the spool's rows: its segments, or the files adoptSorted took over. */
+  get livePaths(): string[] {
+    return this.sortedFiles ?? this.segs.filter((s) => s.bytes > 0).map((s) => s.path);
+  }
+
+  /**
+   * Takes over a sorted copy of the closed spool: `files` (sorted `copies` and segments kept as
+   * they are) hold its rows from now on, and the segments that were copied are deleted at once.
+   * The spool then takes its own size of disk once, not twice, for the rest of its write. The caller
+   * makes sure no reader is between listing and reading the old files (the live snapshot lock).
+   */
+  async adoptSorted(files: string[], copies: string[]): Promise<void> {
+    this.close();
+    this.sortedFiles = files;
+    this.copies = copies;
+    const kept = new Set(files);
+    for (const s of this.segs) if (!kept.has(s.path)) await fsp.rm(s.path, { force: true });
+  }
+
   /** Writes what is buffered to the segment files (so a live query can read every row appended so far). */
   flushToDisk(): void {
     if (!this.closed) this.drain();
@@ -276,6 +298,7 @@ export class SpoolBuffer {
   async discard(): Promise<void> {
     this.close();
     for (const s of this.segs) await fsp.rm(s.path, { force: true });
+    for (const c of this.copies) await fsp.rm(c, { force: true });
     await fsp.rm(this.indexPath, { force: true });
   }
 }

@@ -76,6 +76,7 @@ test('usage errors exit 2 with a message naming the bad value; runtime failures 
     [['ingest', '--lake', `${dir}/l`, '--target-file-size', '10', 'x'], 2, /targetFileBytes: 10 is not valid; expected a number from 1024/],
     [['ingest', '--lake', `${dir}/l`, '--partition-by', 'week', 'x'], 2, /"week"/],
     [['ingest', '--lake', `${dir}/l`, '--max-file-age', 'soon', 'x'], 2, /"soon"/],
+    [['ingest', '--lake', `${dir}/l`, '--close-after', 'never', 'x'], 2, /--close-after: "never" is not valid; expected a duration/],
     [['ingest', '--bogus-flag', 'x'], 2, /bogus-flag/],
     [['query', '--lake', `${dir}/l`, '--format', 'xml', 'SELECT 1'], 2, /--format: "xml"/],
     [['query', '--lake', `${dir}/l`], 2, /expected one SQL statement/],

@@ -22,6 +22,7 @@ test('bad options are refused at construction, naming the option, the value and 
   refuses({ maxOpenPartitions: 0 }, /maxOpenPartitions: 0/);
   refuses({ compression: 'gzip' as never }, /compression: "gzip"/);
   refuses({ partitionBy: 'month' }, /partitionBy: "month"/);
+  refuses({ closeAfterMs: -1 }, /closeAfterMs: -1 .*from 0 ms/);
 });
 
 test('the zstd level is applied: the same rows at level 22 make a smaller file than at level 1; snappy is snappy', async () => {

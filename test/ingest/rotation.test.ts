@@ -53,6 +53,89 @@ test('a quiet partition is flushed by the time cap while the stream stays open',
   assert.equal(stats.files, 1);
 });
 
+/** A stream that delivers the given batches one by one, then stays quiet until released. */
+class StagedSource implements Source {
+  readonly name = 'staged';
+  release!: () => void;
+  private readonly released = new Promise<void>((r) => (this.release = r));
+  constructor(private readonly batches: string[][]) {}
+  async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
+    let pos = 0;
+    for (const b of this.batches) yield { shard: 's1', fallbackReceivedAtMs: 0, records: b.map((data) => ({ position: BigInt(++pos), data })) };
+    await this.released;
+  }
+}
+
+const at = (i: number, receivedAt: string) => JSON.stringify({ type: 'track', event: 'Tick', anonymousId: `a${i % 7}`, messageId: `m${i}`, receivedAt });
+
+/** Rows committed per dt partition of tracks. */
+async function rowsByDay(lake: string): Promise<Record<string, number>> {
+  const { storage, catalog } = openLocalLake(lake);
+  const q = await LakeQuery.open(storage, catalog, { builtinViews: false });
+  try {
+    if (!q.tables.some((t) => t.name === 'tracks')) return {};
+    const r = await q.query('SELECT CAST(dt AS VARCHAR), count(*) FROM tracks GROUP BY 1 ORDER BY 1');
+    return Object.fromEntries(r.rows.map((row) => [row[0] as string, Number(row[1])]));
+  } finally {
+    q.close();
+  }
+}
+
+async function waitFor<T>(probe: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
+  let v = await probe();
+  for (let i = 0; i < 200 && !done(v); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    v = await probe();
+  }
+  return v;
+}
+
+test('a day whose end the input has passed by closeAfterMs is written while the stream stays open; a late row lands in a new file', async () => {
+  const lake = `${tempDir('close')}/lake`;
+  const { storage, catalog } = openLocalLake(lake);
+  const day1 = Array.from({ length: 30 }, (_, i) => at(i, `2026-11-20T23:${String(i).padStart(2, '0')}:00Z`));
+  // Past midnight, but not yet by the hour's grace: day 1 stays open.
+  const early = Array.from({ length: 5 }, (_, i) => at(100 + i, '2026-11-21T00:30:00Z'));
+  const late = at(200, '2026-11-20T22:00:00Z'); // day 1, arriving after its close
+  const day2 = Array.from({ length: 20 }, (_, i) => at(300 + i, '2026-11-21T01:30:00Z'));
+  const source = new StagedSource([day1, early, day2, [late]]);
+  const stats = new Ingestor(storage, catalog, { maxFileAgeMs: 3_600_000, closeAfterMs: 3_600_000, decodeWorkers: 0 }).run(source);
+  const seen = await waitFor(() => rowsByDay(lake), (r) => r['2026-11-20'] !== undefined);
+  assert.deepEqual(seen, { '2026-11-20': 30 }, 'day 1 committed once the input passed 01:00 of day 2; day 2 still open');
+  source.release();
+  const s = await stats;
+  assert.equal(s.written, 56);
+  assert.deepEqual(await rowsByDay(lake), { '2026-11-20': 31, '2026-11-21': 25 });
+  const files = await listCommittedFiles(storage, catalog, 'tracks');
+  assert.equal(files.filter((f) => f.partition.values[0] === '2026-11-20').length, 2, 'the late row is a file of its own, written at the end');
+  assert.equal(files.filter((f) => f.partition.values[0] === '2026-11-21').length, 1);
+});
+
+test('closeAfterMs null keeps a finished day open; a row stamped in the future does not close today', async () => {
+  for (const [name, opts, lines] of [
+    // A batch of one day, then one of a later day: the first would close, but closing is off.
+    ['off', { closeAfterMs: null }, [[at(1, '2026-11-20T10:00:00Z')], [at(2, '2026-11-25T10:00:00Z')]]],
+    // The watermark never runs ahead of the wall clock: 2099 cannot close the day that is today.
+    ['future', {}, [[at(1, new Date().toISOString())], [at(2, '2099-01-01T00:00:00Z')]]],
+  ] as const) {
+    const lake = `${tempDir(`close-${name}`)}/lake`;
+    const { storage, catalog } = openLocalLake(lake);
+    const source = new StagedSource(lines.map((b) => [...b]));
+    const run = new Ingestor(storage, catalog, { maxFileAgeMs: 3_600_000, decodeWorkers: 0, ...opts }).run(source);
+    let committedEarly: number;
+    try {
+      // The timer checks partitions every second: two ticks pass with the stream quiet.
+      await new Promise((r) => setTimeout(r, 2500));
+      committedEarly = await countRows(lake);
+    } finally {
+      source.release(); // the run ends whatever was found, so a failure cannot hang the test
+    }
+    assert.equal(committedEarly, 0, `${name}: nothing committed while the stream is open`);
+    assert.equal((await run).written, 2);
+    assert.equal(await countRows(lake), 2);
+  }
+});
+
 test('aborting a quiet stream flushes and commits what was read', async () => {
   const lake = `${tempDir('abort')}/lake`;
   const { storage, catalog } = openLocalLake(lake);

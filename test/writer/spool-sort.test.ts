@@ -238,3 +238,23 @@ test('rows skipped at append (committed by an earlier run) leave their event a s
     assert.equal(r.copies.length, scramble ? 1 : 0);
   }
 });
+
+test('a spool that adopts its sorted copy lists the copy for live reads, deletes the segments it copied at once, and the copy at discard', async () => {
+  const dir = tempDir('sort-adopt');
+  const inOrder = new Set(EVENTS.slice(0, 3));
+  const tracks = spoolEvents(dir, 3000, 23, EVENTS, (e) => inOrder.has(e)).get('track')!;
+  const before = linesOf(tracks.livePaths);
+  assert.equal(before.length, tracks.rows);
+  const r = sortSpool(jobOf(tracks, path.join(dir, 'tracks.sorted.ndjson'), 1 << 20));
+  assert.ok(r.copies.length > 0 && r.files.length > r.copies.length, 'some segments copied, some kept');
+  const copied = tracks.segments.filter((sg) => sg.bytes > 0 && !r.files.includes(sg.path)).map((sg) => sg.path);
+  assert.ok(copied.length > 0);
+  await tracks.adoptSorted(r.files, r.copies);
+  assert.deepEqual(tracks.livePaths, r.files);
+  assert.deepEqual(linesOf(tracks.livePaths), before, 'the same rows, now read from the sorted copy');
+  const left = new Set(readdirSync(dir).map((f) => path.join(dir, f)));
+  for (const p of copied) assert.equal(left.has(p), false, `${p} deleted once copied`);
+  for (const p of r.files) assert.equal(left.has(p), true, `${p} kept`);
+  await tracks.discard();
+  assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('tracks')), [], 'segments, copies and index all gone');
+});

@@ -8,7 +8,7 @@ import { kinesisClient } from '../../aws/kinesis-client.ts';
 import { consumeKinesis } from '../../ingest/kinesis-consumer.ts';
 import { KinesisLog } from '../../source/kinesis-log.ts';
 import { LocalLog, LocalLogSource, type EventLog } from '../../source/local-log.ts';
-import { parseDuration, parseSize } from '../../units.ts';
+import { parseDuration, parseDurationOrOff, parseSize } from '../../units.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 
 export const DEV_HELP = `tributary dev --write-key KEY [--lake DIR] [--port 8088] [--host 127.0.0.1] [--kinesis STREAM]
@@ -20,7 +20,8 @@ consumer writing the log into the lake, and live SQL over committed files ∪ ro
 events, flush, commit, exit 0.
 
   --write-key KEY          required (or $TRIBUTARY_WRITE_KEY)
-  --max-file-age DURATION  --target-file-size SIZE  --partition-by FIELDS   as for ingest
+  --max-file-age DURATION  --close-after DURATION  --target-file-size SIZE
+  --partition-by FIELDS    as for ingest
   --views DIR              extra .sql views for queries
 
 With --kinesis STREAM the collector puts events to the stream (answering 200 once Kinesis accepted
@@ -36,6 +37,7 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
     host: { type: 'string' },
     'write-key': { type: 'string' },
     'max-file-age': { type: 'string' },
+    'close-after': { type: 'string' },
     'target-file-size': { type: 'string' },
     'partition-by': { type: 'string' },
     views: { type: 'string', multiple: true },
@@ -73,6 +75,7 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
   const ingestor = new Ingestor(storage, catalog, {
     targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
     maxFileAgeMs: parseDuration('--max-file-age', values['max-file-age'] ?? config.maxFileAge ?? '15m'),
+    closeAfterMs: parseDurationOrOff('--close-after', values['close-after'] ?? config.closeAfter ?? '1h'),
     partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
     compression: config.compression,
     tables: config.tables,

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { Ingestor, type IngestOptions, type IngestStats } from '../../ingest/ingestor.ts';
 import { FileSource } from '../../source/file-source.ts';
-import { formatBytes, parseDuration, parseSize } from '../../units.ts';
+import { formatBytes, parseDuration, parseDurationOrOff, parseSize } from '../../units.ts';
 import { ConfigError } from '../../errors.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 
@@ -14,6 +14,8 @@ consumes a Kinesis stream until stopped (SIGINT/SIGTERM: flush, commit, checkpoi
   --lake DIR               lake directory (default $TRIBUTARY_LAKE, else ./lake)
   --target-file-size SIZE  Parquet file size to aim for (default 512MB)
   --max-file-age DURATION  longest rows wait before their file is flushed (default 15m)
+  --close-after DURATION   a partition's file is written once the input's receivedAt is this far
+                           past the partition's day or hour (default 1h; off: never)
   --partition-by FIELDS    dt (default), event,dt, dt,hour, ...
   --compression CODEC      zstd (default) or snappy
   --compression-level N    zstd level, 1 (default, fastest) to 22 (smallest)
@@ -38,6 +40,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
     json: { type: 'boolean' },
     'target-file-size': { type: 'string' },
     'max-file-age': { type: 'string' },
+    'close-after': { type: 'string' },
     'partition-by': { type: 'string' },
     compression: { type: 'string' },
     'compression-level': { type: 'string' },
@@ -73,6 +76,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
   const ingestOptions: IngestOptions = {
     targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
     maxFileAgeMs: parseDuration('--max-file-age', values['max-file-age'] ?? config.maxFileAge ?? '15m'),
+    closeAfterMs: parseDurationOrOff('--close-after', values['close-after'] ?? config.closeAfter ?? '1h'),
     partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
     compression: (values.compression ?? config.compression) as 'zstd' | 'snappy' | undefined,
     compressionLevel: values['compression-level'] !== undefined ? levelFlag(values['compression-level']) : config.compressionLevel,
