@@ -10,7 +10,8 @@ const t0 = process.hrtime.bigint();
 const cpu0 = process.cpuUsage();
 const since = () => Number(process.hrtime.bigint() - t0) / 1e9;
 // The moment the source is exhausted splits the run into its read/decode phase and the final writes
-// (with 1 GiB targets nothing reaches its size, so every file is written after the input ends).
+// (with 1 GiB targets nothing reaches its size: a day's files are written once the input passes the
+// day's end by closeAfterMs, in arrival order the first days during the input, the rest after it).
 let inputDoneSeconds = 0;
 const files = new FileSource([input]);
 const timed: Source = {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { ROOT, runCli, tempDir } from '../support/tmp.ts';
 
@@ -163,11 +163,13 @@ test('commands on a local lake do not load the AWS SDK; a lake on S3 does', () =
     const r = spawnSync(process.execPath, ['--import', hook, `${ROOT}/bin/tributary.js`, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
     return { code: r.status, imports: [...new Set([...r.stderr.matchAll(/^IMPORT (\S+)/gm)].map((m) => m[1]!))], stderr: r.stderr };
   };
-  for (const args of [['ingest', '--lake', lake, `${dir}/e.ndjson`], ['query', '--lake', lake, 'SELECT count(*) FROM tracks'], ['tables', '--lake', lake]]) {
+  mkdirSync(`${dir}/history`);
+  writeFileSync(`${dir}/history/h.ndjson`, JSON.stringify({ type: 'track', event: 'H', anonymousId: 'b', receivedAt: '2026-11-19T00:00:00Z' }) + '\n');
+  for (const args of [['ingest', '--lake', lake, `${dir}/e.ndjson`], ['query', '--lake', lake, 'SELECT count(*) FROM tracks'], ['tables', '--lake', lake], ['compact', 'json', '--from', `${dir}/history`, '--lake', lake]]) {
     const r = packages(args);
     assert.equal(r.code, 0, r.stderr);
-    assert.ok(r.imports.includes('@duckdb/node-api'), `${args[0]}: the hook sees package imports (${r.imports.join(', ')})`);
-    assert.deepEqual(r.imports.filter((p) => p.startsWith('@aws-sdk/')), [], `${args[0]} on a local lake`);
+    assert.ok(r.imports.includes('@duckdb/node-api'), `${args.join(' ')}: the hook sees package imports (${r.imports.join(', ')})`);
+    assert.deepEqual(r.imports.filter((p) => p.startsWith('@aws-sdk/')), [], `${args.join(' ')} on a local lake`);
   }
   // An S3 lake loads the S3 client (the command fails later: nothing listens at the endpoint).
   const s3 = packages(['tables', '--lake', 's3://no-such-bucket/lake'], {

@@ -1,8 +1,7 @@
 import * as path from 'node:path';
 import { convertJson, isS3Location, listJsonInputs } from '../../compact/json-to-parquet.ts';
 import { runMerge, type MergeOptions, type MergeResult } from '../../compact/merge.ts';
-import { athenaMergeScript, planAthenaMerge, runAthenaMerge, type AthenaMergeOptions } from '../../compact/athena-merge.ts';
-import { athenaFromFlags } from './athena.ts';
+import type { AthenaMergeOptions } from '../../compact/athena-merge.ts';
 import { badOption } from '../../errors.ts';
 import { progressLine, summary } from './ingest.ts';
 import { ConfigError } from '../../errors.ts';
@@ -141,6 +140,9 @@ interface AthenaValues {
 
 /** compact merge --engine athena: the statements printed, or (--run) run and the partitions swapped. */
 async function athenaMerge(values: AthenaValues, common: MergeOptions, storage: Storage, catalog: Catalog, io: Io): Promise<number> {
+  // Loaded here: they load the Athena client, which no other compaction needs.
+  const { athenaMergeScript, planAthenaMerge, runAthenaMerge } = await import('../../compact/athena-merge.ts');
+  const { athenaFromFlags } = await import('./athena.ts');
   const options: AthenaMergeOptions = { ...common, database: values.database ?? catalog.database, locationRoot: values.location };
   if (!values.run) {
     const plan = await planAthenaMerge(storage, catalog, options);
