@@ -529,16 +529,15 @@ class IngestRun {
     if (this.watermark < this.nextClose) return;
     let next = Infinity;
     for (const [buf, at] of [...this.closesAt]) {
-      if (at <= this.watermark && this.canWriteNow(buf)) await this.flush(buf);
+      if (at <= this.watermark && this.canStartWrite(parquetWriteMemory(buf.rows, buf.bytes))) await this.flush(buf);
       else next = Math.min(next, at);
     }
     this.nextClose = next;
   }
 
-  /** Whether flushing `buf` would start its write without waiting for another. */
-  private canWriteNow(buf: SpoolBuffer): boolean {
-    if (this.inFlight.size === 0) return true;
-    return this.inFlight.size < this.opts.maxConcurrentWrites && this.writeMemory + parquetWriteMemory(buf.rows, buf.bytes) <= this.opts.writeMemoryBytes;
+  /** Whether a write of estimated `memory` can start now: a slot is free and the memory fits (one write always runs). */
+  private canStartWrite(memory: number): boolean {
+    return this.inFlight.size === 0 || (this.inFlight.size < this.opts.maxConcurrentWrites && this.writeMemory + memory <= this.opts.writeMemoryBytes);
   }
 
   /** From the timer: flush partitions past the time cap or complete, report progress. */
@@ -575,7 +574,7 @@ class IngestRun {
     // Segments already in the file's order are read as they are; the others are sorted into copies.
     // The sort starts before this write gets its slot: it runs while earlier writes hold the slots,
     // so a slot that frees finds its next spool sorted (measured: DuckDB otherwise waited ~0.3 s a
-    // file for the sort). It costs disk for one sorted copy more, no memory (the sorter's buffer is fixed).
+    // file for the sort). It costs no memory (the sorter's buffer is fixed).
     const segments = buf.segments;
     const copyBytes = segments.reduce((a, sg) => a + (sg.inOrder ? 0 : sg.bytes), 0);
     const sorted = this.sorter.sort(
@@ -587,11 +586,11 @@ class IngestRun {
     // the copied segments are deleted then rather than after the write: a spool and its copy are not
     // both on disk while the write waits for a slot and runs.
     const ready = sorted.then(async (r) => {
-      if (r.copies.length > 0) await this.visibility.run(() => buf.adoptSorted(r.files, r.copies));
+      if (r.copies.length > 0) await this.visibility.run(() => buf.adoptSorted(r.files));
       return r;
     });
     ready.catch(() => undefined); // awaited by the write below, or dropped with the failure (the spool directory goes with the run)
-    while (this.inFlight.size >= this.opts.maxConcurrentWrites || (this.inFlight.size > 0 && this.writeMemory + memory > this.opts.writeMemoryBytes)) await Promise.race(this.inFlight);
+    while (!this.canStartWrite(memory)) await Promise.race(this.inFlight);
     if (this.failure !== null) throw this.failure;
     const earlier = this.commitChain; // the commits before this one (this one will wait for `written`)
     const write = async (): Promise<number> => {

@@ -114,9 +114,8 @@ export class SpoolBuffer {
   readonly ranges = new Map<string, PositionRange>();
   private indexFd: number;
   private closed = false;
-  /** Once the spool is sorted (adoptSorted): the files holding its rows, and the copies among them. */
+  /** Once the spool is sorted (adoptSorted): the files holding its rows (sorted copies, and segments kept as they are). */
   private sortedFiles: string[] | null = null;
-  private copies: string[] = [];
   // Appends are copied into buffers of the spool's own (allocated on the first append), not kept as
   // references to the encoder's output: that output is handed back to the decode workers for reuse,
   // and a new buffer per batch made V8 run a full GC every ~60 ms on external-memory pressure.
@@ -257,15 +256,14 @@ export class SpoolBuffer {
   }
 
   /**
-   * Takes over a sorted copy of the closed spool: `files` (sorted `copies` and segments kept as
+   * Takes over a sorted copy of the closed spool: `files` (sorted copies, and segments kept as
    * they are) hold its rows from now on, and the segments that were copied are deleted at once.
    * The spool then takes its own size of disk once, not twice, for the rest of its write. The caller
    * makes sure no reader is between listing and reading the old files (the live snapshot lock).
    */
-  async adoptSorted(files: string[], copies: string[]): Promise<void> {
+  async adoptSorted(files: string[]): Promise<void> {
     this.close();
     this.sortedFiles = files;
-    this.copies = copies;
     const kept = new Set(files);
     for (const s of this.segs) if (!kept.has(s.path)) await fsp.rm(s.path, { force: true });
   }
@@ -294,11 +292,10 @@ export class SpoolBuffer {
     this.index = this.indexF64 = this.indexU32 = null;
   }
 
-  /** Removes the segment and index files. */
+  /** Removes the segment files, the sorted copies it adopted and the index file. */
   async discard(): Promise<void> {
     this.close();
-    for (const s of this.segs) await fsp.rm(s.path, { force: true });
-    for (const c of this.copies) await fsp.rm(c, { force: true });
+    for (const p of new Set([...this.segs.map((s) => s.path), ...(this.sortedFiles ?? [])])) await fsp.rm(p, { force: true });
     await fsp.rm(this.indexPath, { force: true });
   }
 }

@@ -249,7 +249,7 @@ test('a spool that adopts its sorted copy lists the copy for live reads, deletes
   assert.ok(r.copies.length > 0 && r.files.length > r.copies.length, 'some segments copied, some kept');
   const copied = tracks.segments.filter((sg) => sg.bytes > 0 && !r.files.includes(sg.path)).map((sg) => sg.path);
   assert.ok(copied.length > 0);
-  await tracks.adoptSorted(r.files, r.copies);
+  await tracks.adoptSorted(r.files);
   assert.deepEqual(tracks.livePaths, r.files);
   assert.deepEqual(linesOf(tracks.livePaths), before, 'the same rows, now read from the sorted copy');
   const left = new Set(readdirSync(dir).map((f) => path.join(dir, f)));
