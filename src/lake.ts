@@ -3,7 +3,7 @@ import type { Catalog } from './catalog/catalog.ts';
 import { EmbeddedCatalog } from './catalog/embedded-catalog.ts';
 import { badOption, ConfigError } from './errors.ts';
 import { LocalStorage } from './storage/local-storage.ts';
-import { S3_MIN_PART_SIZE, parseS3Uri } from './storage/s3-uri.ts';
+import { S3_MIN_PART_SIZE, parseS3Uri, s3EndpointFromEnv } from './storage/s3-uri.ts';
 import { parseSize } from './units.ts';
 import type { Storage } from './storage/storage.ts';
 
@@ -32,19 +32,12 @@ export async function openLake(location: string, options: { catalog?: string; cw
   let storage: Storage;
   if (/^s3:\/\//i.test(location)) {
     const { bucket, prefix } = parseS3Uri(location);
-    const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
     const partSize = env.TRIBUTARY_S3_PART_SIZE ? parseSize('TRIBUTARY_S3_PART_SIZE', env.TRIBUTARY_S3_PART_SIZE) : undefined;
     if (partSize !== undefined && (partSize < S3_MIN_PART_SIZE || partSize > 5 * 1024 ** 3)) {
       badOption('TRIBUTARY_S3_PART_SIZE', env.TRIBUTARY_S3_PART_SIZE, 'a multipart upload part size from 5MiB to 5GiB (S3 limits)');
     }
     const { S3Storage } = await import('./storage/s3-storage.ts');
-    storage = new S3Storage({
-      bucket,
-      prefix,
-      endpoint,
-      forcePathStyle: endpoint !== undefined || env.TRIBUTARY_S3_PATH_STYLE === '1' ? true : undefined,
-      partSizeBytes: partSize,
-    });
+    storage = new S3Storage({ bucket, prefix, ...s3EndpointFromEnv(env), partSizeBytes: partSize });
   } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
     throw new ConfigError(`--lake ${location}: expected a local directory or s3://bucket/prefix`);
   } else {

@@ -7,7 +7,7 @@ import { Ingestor, type IngestOptions, type IngestStats } from '../ingest/ingest
 import { FileSource } from '../source/file-source.ts';
 import type { RecordBatch, Source } from '../source/source.ts';
 import { FileCache, type CacheLease } from '../storage/file-cache.ts';
-import { parseS3Uri } from '../storage/s3-uri.ts';
+import { parseS3Uri, s3EndpointFromEnv } from '../storage/s3-uri.ts';
 import { isHiddenName, type Storage } from '../storage/storage.ts';
 
 /** Names of raw JSON inputs: NDJSON / JSON Lines / JSON, gzipped or not, and Segment's extensionless `.gz` parts. */
@@ -99,9 +99,8 @@ async function listS3JsonInputs(uri: string, options: ListJsonOptions): Promise<
   const env = options.env ?? process.env;
   let storage = options.storage;
   if (storage === undefined) {
-    const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
     const { S3Storage } = await import('../storage/s3-storage.ts'); // loads the AWS SDK: only for an s3:// source
-    storage = new S3Storage({ bucket, prefix, endpoint, region: env.AWS_REGION || undefined, forcePathStyle: endpoint !== undefined || env.TRIBUTARY_S3_PATH_STYLE === '1' ? true : undefined });
+    storage = new S3Storage({ bucket, prefix, ...s3EndpointFromEnv(env), region: env.AWS_REGION || undefined });
   }
   const root = storage.root;
   const out: JsonInput[] = [];

@@ -43,3 +43,13 @@ export function validateBucket(bucket: unknown): asserts bucket is string {
     badOption('S3 bucket name', bucket, "a name without S3's reserved prefixes (xn--, sthree-, amzn-s3-demo-) and suffixes (-s3alias, --ol-s3, .mrap)");
   }
 }
+
+/**
+ * Where S3 requests go, as every command reads it from the environment: AWS_ENDPOINT_URL_S3, else
+ * AWS_ENDPOINT_URL; path-style addressing with a custom endpoint (local S3-API servers need it) or
+ * when TRIBUTARY_S3_PATH_STYLE=1.
+ */
+export function s3EndpointFromEnv(env: NodeJS.ProcessEnv): { endpoint: string | undefined; forcePathStyle: true | undefined } {
+  const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
+  return { endpoint, forcePathStyle: endpoint !== undefined || env.TRIBUTARY_S3_PATH_STYLE === '1' ? true : undefined };
+}
