@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync, readlinkSync } from 'node:fs';
 import type { Storage } from '../storage/storage.ts';
 
 /**
@@ -10,22 +11,53 @@ export const LEASE_TTL_MS = 30_000;
 interface LeaseBody {
   owner: string;
   expiresAtMs: number;
+  /** The holder's kernel boot and PID namespace (Linux): where `pid` means this process. */
+  host?: string;
+  pid?: number;
 }
 
 /** Who this process is, in lease bodies. */
 export const PROCESS_OWNER = `${process.pid}-${randomBytes(4).toString('hex')}`;
 
+/**
+ * This kernel's boot id and this process's PID namespace, or null where /proc does not say (not
+ * Linux). Two processes that share it see the same pids, so a holder found dead by its pid has
+ * died; a holder anywhere else (another machine, container or boot) is judged by its expiry only.
+ */
+const LOCAL_PIDS: string | null = (() => {
+  try {
+    return `${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}/${readlinkSync('/proc/self/ns/pid')}`;
+  } catch {
+    return null;
+  }
+})();
+
 /** A lease body valid for LEASE_TTL_MS from now. */
 export function leaseBody(owner = PROCESS_OWNER): string {
-  return JSON.stringify({ owner, expiresAtMs: Date.now() + LEASE_TTL_MS } satisfies LeaseBody);
+  const body: LeaseBody = { owner, expiresAtMs: Date.now() + LEASE_TTL_MS };
+  if (LOCAL_PIDS !== null) Object.assign(body, { host: LOCAL_PIDS, pid: process.pid });
+  return JSON.stringify(body);
 }
 
-/** True when `key` holds a lease or marker that has not expired. */
+/** False only when process `pid` of this PID namespace does not exist. */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH'; // EPERM: it exists, owned by another user
+  }
+}
+
+/** True when `key` holds a lease or marker that has not expired and whose holder is not known to be dead. */
 export async function isLive(storage: Storage, key: string): Promise<boolean> {
   const body = await storage.get(key);
   if (body === undefined) return false;
   try {
-    return (JSON.parse(body.toString('utf8')) as LeaseBody).expiresAtMs > Date.now();
+    const b = JSON.parse(body.toString('utf8')) as LeaseBody;
+    if (!(b.expiresAtMs > Date.now())) return false;
+    // A holder killed on this machine (kill -9, a crash) frees its lease now, not when it expires.
+    return !(LOCAL_PIDS !== null && b.host === LOCAL_PIDS && typeof b.pid === 'number' && !processExists(b.pid));
   } catch {
     return true; // being written
   }

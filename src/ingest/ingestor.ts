@@ -41,7 +41,8 @@ function finalFlushOrder(bufs: SpoolBuffer[]): SpoolBuffer[] {
   return order;
 }
 
-function encoderInput(batch: RecordBatch): EncoderInput {
+/** The encoder's input for a source batch. */
+export function encoderInput(batch: RecordBatch): EncoderInput {
   const ctx = { fallbackReceivedAtMs: batch.fallbackReceivedAtMs, stampReceivedAt: batch.stampReceivedAt ?? false };
   if (batch.ndjson !== undefined) return { kind: 'ndjson', bytes: batch.ndjson.bytes, ctx, firstLineOfFile: batch.ndjson.startsFile };
   const texts = batch.records.map((r) => (r.oversizeBytes === undefined && r.rejected === undefined ? r.data : null));

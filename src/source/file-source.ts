@@ -119,6 +119,14 @@ export class FileSource implements Source {
 
   private async *readOne(label: string, raw: AsyncIterable<Buffer>, fallbackMs: number): AsyncGenerator<RecordBatch> {
     const chunks = this.decompressed(label, raw);
+    try {
+      yield* this.linesOf(chunks, fallbackMs);
+    } finally {
+      await chunks.return(undefined); // read to the end, or stopped early: either way the file is closed
+    }
+  }
+
+  private async *linesOf(chunks: AsyncGenerator<Buffer>, fallbackMs: number): AsyncGenerator<RecordBatch> {
     // Fingerprint: hash the first 64 KiB before emitting anything.
     const head: Buffer[] = [];
     let headBytes = 0;
@@ -236,13 +244,17 @@ export class FileSource implements Source {
     // Chunks are passed on as they come (streams never reuse a chunk they handed out); the batch
     // cut from them is the one copy.
     async function* rest(): AsyncGenerator<Buffer> {
-      self.bytesRead += firstBuf.length;
-      yield firstBuf;
-      for (;;) {
-        const n = await it.next();
-        if (n.done) return;
-        self.bytesRead += n.value.length;
-        yield n.value;
+      try {
+        self.bytesRead += firstBuf.length;
+        yield firstBuf;
+        for (;;) {
+          const n = await it.next();
+          if (n.done) return;
+          self.bytesRead += n.value.length;
+          yield n.value;
+        }
+      } finally {
+        await it.return?.(); // stopped early: the file is closed now, not by the garbage collector
       }
     }
     if (!gz) {
@@ -250,21 +262,32 @@ export class FileSource implements Source {
       return;
     }
     const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+    let stopped = false; // the reader stopped before the end: the feeder stops too, closing the file
     const feeder = (async () => {
       try {
         for await (const c of rest()) {
-          if (!gunzip.write(c)) await new Promise((r) => gunzip.once('drain', r));
+          if (stopped) break;
+          if (!gunzip.write(c) && !gunzip.destroyed) await new Promise((r) => (gunzip.once('drain', r), gunzip.once('close', r)));
+          if (stopped) break;
         }
-        gunzip.end();
+        if (!stopped) gunzip.end();
       } catch (err) {
         gunzip.destroy(err as Error);
       }
     })();
+    let ended = false;
     try {
       for await (const c of gunzip) yield c as Buffer;
+      ended = true;
     } catch (err) {
+      ended = true;
       throw new InputError(`cannot decompress ${label}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      if (!ended) {
+        stopped = true;
+        gunzip.destroy();
+      }
+      await feeder;
     }
-    await feeder;
   }
 }

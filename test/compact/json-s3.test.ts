@@ -57,9 +57,12 @@ test('a Segment-layout backfill in S3 converts to exactly the ground truth, the 
   const dry = await runCli(['compact', 'json', '--from', from, '--lake', `${dir}/lake-s3`, '--dry-run'], { env });
   assert.equal(dry.code, 0, dry.stderr);
   assert.match(dry.stdout, new RegExp(`^would convert ${from}/s2/${day}/part-0\\.gz \\(`, 'm'));
-  assert.match(dry.stdout, /^dry run: 10 files, /m);
+  assert.match(dry.stdout, /^plan: 10 input files \(.*\), all read: the counts are exact$/m);
+  assert.match(dry.stdout, new RegExp(`^dry run: ${(expected.valid + expected.invalid).toLocaleString('en-US')} events \\(${expected.invalid.toLocaleString('en-US')} invalid, to the dead letters; 0 already in the lake\\) → `, 'm'));
   const dryJson = JSON.parse((await runCli(['compact', 'json', '--from', from, '--lake', `${dir}/lake-s3`, '--dry-run', '--json'], { env })).stdout);
-  assert.deepEqual([dryJson.files, dryJson.bytes], [10, files.reduce((a, f) => a + readFileSync(f).length, 0)]);
+  assert.deepEqual([dryJson.inputs, dryJson.inputBytes], [10, files.reduce((a, f) => a + readFileSync(f).length, 0)]);
+  // The undated event is planned into its day directory's partition, as the conversion dates it.
+  assert.ok(dryJson.partitions.some((p: { table: string; values: string[] }) => p.table === 'tracks' && p.values[0] === 'dt=2026-10-05'));
   assert.equal(readdirSync(dir).includes('lake-s3'), false, 'a dry run creates nothing');
 
   // From S3 into an S3 lake (in the same bucket) and into a local lake.

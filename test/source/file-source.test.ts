@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -75,3 +75,26 @@ for (const gz of [false, true]) {
     assert.ok(got.reusedBatchBuffers > 0, 'recycled batch buffers are used again');
   });
 }
+
+test('a reader that stops early closes the files at once (plain and gzip), not at garbage collection', async () => {
+  const dir = tempDir('fsstop');
+  const line = JSON.stringify({ type: 'track', event: 'E', anonymousId: 'a', properties: { pad: 'x'.repeat(900) } }) + '\n';
+  const text = line.repeat(20_000); // ~19 MB: many read chunks, so stopping after one leaves the file open mid-way
+  writeFileSync(path.join(dir, 'a.ndjson'), text);
+  writeFileSync(path.join(dir, 'b.ndjson.gz'), gzipSync(text));
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  for (const name of ['a.ndjson', 'b.ndjson.gz']) {
+    const before = openFds();
+    const source = new FileSource([path.join(dir, name)]);
+    let batches = 0;
+    for await (const batch of source) {
+      assert.ok(batch.ndjson !== undefined && batch.ndjson.lines > 0);
+      if (++batches === 1) {
+        assert.equal(openFds(), before + 1, `${name}: open while read`);
+        break;
+      }
+    }
+    assert.equal(openFds(), before, `${name}: closed once the reader stopped`);
+    assert.ok(source.progress().bytes < text.length, `${name}: not read to the end`);
+  }
+});

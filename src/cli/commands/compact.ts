@@ -1,5 +1,6 @@
 import * as path from 'node:path';
-import { convertJson, isS3Location, listJsonInputs } from '../../compact/json-to-parquet.ts';
+import { convertJson, isS3Location, listJsonInputs, type JsonInput } from '../../compact/json-to-parquet.ts';
+import { planJsonConversion, type JsonPlan } from '../../compact/json-plan.ts';
 import { runMerge, type MergeOptions, type MergeResult } from '../../compact/merge.ts';
 import type { AthenaMergeOptions } from '../../compact/athena-merge.ts';
 import { badOption } from '../../errors.ts';
@@ -22,8 +23,12 @@ resumable: run it again after a failure or a kill and it adds exactly what is mi
                            convert exactly as a local copy would (same files, same skips)
   --lake DIR               lake directory (default $TRIBUTARY_LAKE, else ./lake)
   --target-file-size SIZE  --partition-by FIELDS   as for ingest
-  --dry-run                list what would be converted, change nothing
-  --json                   print the result as one JSON object
+  --dry-run                print the plan and change nothing: per table and partition, the events
+                           and files the conversion would write, with invalid events and events
+                           the lake already holds; read through the conversion's own decoder
+  --sample SIZE            most input the plan reads (default 256MB; inputs that fit are read
+                           whole and the plan is exact, else up to 256 evenly spaced inputs' heads)
+  --json                   print the result (or the plan) as one JSON object
   (--engine athena is refused here: conversion must go through the ingest pipeline's validation,
   dead letters and exactly-once names; convert here, then compact merge --engine athena)
 
@@ -197,6 +202,7 @@ async function compactJson(argv: string[], io: Io): Promise<number> {
     'target-file-size': { type: 'string' },
     'partition-by': { type: 'string' },
     'dry-run': { type: 'boolean' },
+    sample: { type: 'string' },
     json: { type: 'boolean' },
     engine: { type: 'string' },
   });
@@ -219,25 +225,29 @@ async function compactJson(argv: string[], io: Io): Promise<number> {
   const from = isS3Location(values.from) ? values.from : path.resolve(io.cwd, values.from);
   const inputs = await listJsonInputs(from, { env: io.env });
   const bytes = inputs.reduce((a, i) => a + i.bytes, 0);
+  const convertOptions = {
+    targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
+    partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
+    compression: config.compression,
+    tables: config.tables,
+  };
   if (values['dry-run']) {
-    const plan = { from: values.from, files: inputs.length, bytes, lake, partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt' };
-    if (values.json) io.stdout.write(JSON.stringify(plan) + '\n');
-    else {
-      for (const i of inputs.slice(0, 20)) io.stdout.write(`would convert ${i.path} (${formatBytes(i.bytes)})\n`);
-      if (inputs.length > 20) io.stdout.write(`... and ${inputs.length - 20} more\n`);
-      io.stdout.write(`dry run: ${inputs.length} files, ${formatBytes(bytes)} of JSON into ${lake}, partitioned by ${plan.partitionBy}; ` +
-        `expect very roughly ${formatBytes(bytes / 5)} of Parquet (gzipped inputs: more) in target-size files per partition; nothing changed\n`);
-    }
+    const sampleBytes = values.sample === undefined ? undefined : parseSize('--sample', values.sample);
+    if (sampleBytes !== undefined && sampleBytes < 1024 * 1024) badOption('--sample', values.sample, 'at least 1MB');
+    const { storage, catalog } = await settings.open();
+    const plan = await planJsonConversion(storage, catalog, inputs, { ...convertOptions, ...(sampleBytes !== undefined ? { sampleBytes } : {}) });
+    io.stdout.write(
+      values.json
+        ? JSON.stringify({ from: values.from, lake, ...plan, inputFiles: inputs.map((i) => ({ path: i.path, bytes: i.bytes })) }) + '\n'
+        : describePlan(plan, inputs, lake),
+    );
     return EXIT.ok;
   }
   const { storage, catalog } = await settings.open();
   const progressTty = io.stderr.isTTY === true && !values.json;
   let last = 0;
   const stats = await convertJson(storage, catalog, inputs, {
-    targetFileBytes: parseSize('--target-file-size', values['target-file-size'] ?? config.targetFileSize ?? '512MB'),
-    partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
-    compression: config.compression,
-    tables: config.tables,
+    ...convertOptions,
     onProgress: progressTty
       ? (s) => {
           if (Date.now() - last < 250) return;
@@ -254,4 +264,29 @@ async function compactJson(argv: string[], io: Io): Promise<number> {
     io.stdout.write(`converted ${inputs.length} files (${formatBytes(bytes)}, ${(bytes / 1e6 / Math.max(stats.seconds, 0.001)).toFixed(1)} MB/s)\n` + summary(stats, lake));
   }
   return EXIT.ok;
+}
+
+/** Most partitions a text plan lists one by one. */
+const PLAN_LINES = 40;
+
+function describePlan(p: JsonPlan, inputs: JsonInput[], lake: string): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  const approx = p.exact ? '' : '~';
+  const lines = inputs.slice(0, PLAN_LINES).map((i) => `would convert ${i.path} (${formatBytes(i.bytes)})`);
+  if (inputs.length > PLAN_LINES) lines.push(`... and ${n(inputs.length - PLAN_LINES)} more input files`);
+  lines.push(
+    p.exact
+      ? `plan: ${n(p.inputs)} input file${p.inputs === 1 ? '' : 's'} (${formatBytes(p.inputBytes)}), all read: the counts are exact`
+      : `plan: ${n(p.inputs)} input file${p.inputs === 1 ? '' : 's'} (${formatBytes(p.inputBytes)}); estimated from ${n(p.sampledInputs)} of them (${formatBytes(p.sampledBytes)} read), ` +
+        'partitions only in inputs not read are missing',
+  );
+  for (const q of p.partitions.slice(0, PLAN_LINES)) {
+    lines.push(`  ${q.table} (${q.values.join(', ')}): ${approx}${n(q.events)} events → ${q.files} file${q.files === 1 ? '' : 's'}, ~${formatBytes(q.parquetBytes)}`);
+  }
+  if (p.partitions.length > PLAN_LINES) lines.push(`  ... and ${n(p.partitions.length - PLAN_LINES)} more partitions`);
+  lines.push(
+    `dry run: ${approx}${n(p.events)} events (${approx}${n(p.invalid)} invalid, to the dead letters; ${approx}${n(p.alreadyInLake)} already in the lake) → ` +
+      `${p.files} file${p.files === 1 ? '' : 's'} (~${formatBytes(p.parquetBytes)}) in ${n(p.partitions.length)} partitions of ${lake}; nothing changed`,
+  );
+  return lines.join('\n') + '\n';
 }
