@@ -20,7 +20,7 @@ export interface ColumnDef {
   duckType: 'VARCHAR' | 'TIMESTAMP_MS';
   /** Glue / Hive type of the same column. */
   glueType: 'string' | 'timestamp';
-  /** SQL over the spool row (see writer/spool-format.ts) that yields the value. */
+  /** SQL over the spool row (see writer/spool.ts and spoolSelectSql) that yields the value. */
   sql: string;
   /** One line for `tributary tables` and the Glue column comment. */
   comment: string;
@@ -42,13 +42,14 @@ export const CONTEXT_PATHS = ['$.ip', '$.userAgent', '$.page.url', '$.page.refer
 const ctx = (name: string, jsonPath: (typeof CONTEXT_PATHS)[number]): ColumnDef =>
   str(name, `ctx[${CONTEXT_PATHS.indexOf(jsonPath) + 1}]`, `context${jsonPath.slice(1)}`);
 
-const HEAD: ColumnDef[] = [
+/** A table holds one event type, so its `type` column is a constant. */
+const head = (type: EventType): ColumnDef[] => [
   str('message_id', 'm', 'Segment messageId (a hash of the raw record when the sender gave none)'),
-  str('type', 'e.type', 'Segment call type'),
+  str('type', `'${type}'`, 'Segment call type'),
 ];
 const IDS: ColumnDef[] = [
-  str('anonymous_id', 'e.anonymousId', 'anonymousId'),
-  str('user_id', 'e.userId', 'userId'),
+  str('anonymous_id', 'a', 'anonymousId'),
+  str('user_id', 'u', 'userId'),
 ];
 const TAIL: ColumnDef[] = [
   ts('timestamp', 't', 'event time (UTC)'),
@@ -83,17 +84,17 @@ const PROMOTED: ColumnDef[] = PROMOTED_PROPERTIES.map((p, i) => str(p.name, `pro
 
 /** Columns specific to each event type, placed after message_id and type. */
 const SPECIFIC: Record<EventType, ColumnDef[]> = {
-  track: [str('event', 'e.event', 'track event name')],
-  page: [str('name', 'e.name', 'page name')],
-  screen: [str('name', 'e.name', 'screen name')],
+  track: [str('event', 'v', 'track event name')],
+  page: [str('name', 'n', 'page name')],
+  screen: [str('name', 'n', 'screen name')],
   identify: [],
-  group: [str('group_id', 'e.groupId', 'groupId')],
-  alias: [str('previous_id', 'e.previousId', 'previousId')],
+  group: [str('group_id', 'g', 'groupId')],
+  alias: [str('previous_id', 'p', 'previousId')],
 };
 
 /** All columns of the table holding `type` events, in order (partition columns included). */
 export function columnsFor(type: EventType): ColumnDef[] {
-  return type === 'track' ? [...HEAD, ...SPECIFIC[type], ...IDS, ...TAIL, ...PROMOTED] : [...HEAD, ...SPECIFIC[type], ...IDS, ...TAIL];
+  return type === 'track' ? [...head(type), ...SPECIFIC[type], ...IDS, ...TAIL, ...PROMOTED] : [...head(type), ...SPECIFIC[type], ...IDS, ...TAIL];
 }
 
 /**
@@ -104,6 +105,8 @@ export function sortColumnsFor(type: EventType): string[] {
   return type === 'track' ? ['event', 'received_at'] : ['received_at'];
 }
 
-/** The raw-event fields the spool reader extracts (DuckDB STRUCT type of spool column `e`). */
-export const RAW_EVENT_STRUCT =
-  'STRUCT(type VARCHAR, event VARCHAR, name VARCHAR, userId VARCHAR, anonymousId VARCHAR, groupId VARCHAR, previousId VARCHAR, properties JSON, traits JSON, context JSON)';
+/**
+ * The raw-event fields the spool reader extracts (DuckDB STRUCT type of spool column `e`): only the
+ * JSON ones; the other columns come from the values the decoder put in the line's prefix.
+ */
+export const RAW_EVENT_STRUCT = 'STRUCT(properties JSON, traits JSON, context JSON)';

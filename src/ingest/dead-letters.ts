@@ -20,6 +20,8 @@ export interface DeadLetter {
   raw: string;
   /** Full size of an over-long record whose head alone is in `raw`. */
   rawBytes?: number;
+  /** The record's bytes, base64, when they are not valid UTF-8 (`raw` then shows them decoded, with U+FFFD for each bad sequence). */
+  rawBase64?: string;
   /** Source-specific locators of the record (Kinesis: `sequenceNumber`, `subRecord`). */
   meta?: Record<string, string>;
 }
@@ -66,7 +68,7 @@ export class DeadLetterSink {
   }
 
   /** Buffers a dead letter; flushes the shard's buffer when it is large. */
-  async add(shard: string, position: bigint, reason: string, raw: string, extra: { rawBytes?: number; meta?: Record<string, string> } = {}): Promise<void> {
+  async add(shard: string, position: bigint, reason: string, raw: string, extra: { rawBytes?: number; rawBase64?: string; meta?: Record<string, string> } = {}): Promise<void> {
     const dl: DeadLetter = {
       reason,
       source: this.source,
@@ -78,6 +80,7 @@ export class DeadLetterSink {
       raw,
     };
     if (extra.rawBytes !== undefined) dl.rawBytes = extra.rawBytes;
+    if (extra.rawBase64 !== undefined) dl.rawBase64 = extra.rawBase64;
     if (extra.meta !== undefined) dl.meta = extra.meta;
     const line = JSON.stringify(dl) + '\n';
     let p = this.pending.get(shard);

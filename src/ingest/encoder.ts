@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { decodeRecord, isInvalid, type DecodeContext, type DecodedEvent } from '../events/decode.ts';
 import type { EventType } from '../events/schema.ts';
 import { partitionKey } from '../catalog/catalog.ts';
@@ -52,6 +53,8 @@ export interface EncodedInvalid {
   sub: number;
   reason: string;
   raw: string;
+  /** The record's bytes, base64, when they are not valid UTF-8. */
+  rawBase64?: string;
 }
 
 /** The result of encoding one input. */
@@ -154,6 +157,8 @@ export class Encoder {
     } else {
       const bytes = Buffer.from(input.bytes.buffer, input.bytes.byteOffset, input.bytes.byteLength);
       lineBytes = bytes;
+      // JSON text is UTF-8 (RFC 8259), and the writer reads it as such: one check of the whole chunk, then per line only if it fails.
+      const utf8 = isUtf8(bytes);
       let start = 0;
       let line = 0;
       while (start < bytes.length) {
@@ -162,7 +167,10 @@ export class Encoder {
         let end = nl;
         if (end > start && bytes[end - 1] === 13) end--;
         if (line === 0 && input.firstLineOfFile && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf) start += 3;
-        if (end > start) {
+        if (end > start && !utf8 && !isUtf8(bytes.subarray(start, end))) {
+          events++;
+          invalid.push({ record: line, sub: 0, reason: 'not valid UTF-8 (JSON text must be UTF-8)', raw: bytes.toString('utf8', start, end), rawBase64: bytes.toString('base64', start, end) });
+        } else if (end > start) {
           const s = bytes.toString('utf8', start, end);
           lineStart = start;
           lineEnd = end;
@@ -237,14 +245,21 @@ export class Encoder {
 
 /** The start of an event's spool line: the computed fields; the raw event and `}\n` follow. */
 export function spoolPrefix(ev: DecodedEvent): string {
-  return (
+  // The decoded values, so every column but the JSON ones comes from what validation saw (the
+  // reader takes only properties, traits and context from the raw event); absent ones are left out.
+  let p =
     '{"m":' + JSON.stringify(ev.messageId) +
     ',"r":' + ev.receivedAtMs +
     ',"t":' + (ev.timestampMs ?? 'null') +
     ',"o":' + (ev.originalTimestampMs ?? 'null') +
-    ',"s":' + (ev.sentAtMs ?? 'null') +
-    ',"e":'
-  );
+    ',"s":' + (ev.sentAtMs ?? 'null');
+  if (ev.event !== null) p += ',"v":' + JSON.stringify(ev.event);
+  if (ev.name !== null) p += ',"n":' + JSON.stringify(ev.name);
+  if (ev.userId !== null) p += ',"u":' + JSON.stringify(ev.userId);
+  if (ev.anonymousId !== null) p += ',"a":' + JSON.stringify(ev.anonymousId);
+  if (ev.groupId !== null) p += ',"g":' + JSON.stringify(ev.groupId);
+  if (ev.previousId !== null) p += ',"p":' + JSON.stringify(ev.previousId);
+  return p + ',"e":';
 }
 
 interface Group {

@@ -391,7 +391,7 @@ class IngestRun {
     return r;
   }
 
-  private async deadLetter(shard: string, pos: bigint, reason: string, raw: string, extra?: { rawBytes?: number; meta?: Record<string, string> }): Promise<void> {
+  private async deadLetter(shard: string, pos: bigint, reason: string, raw: string, extra?: { rawBytes?: number; rawBase64?: string; meta?: Record<string, string> }): Promise<void> {
     if (this.deadLetters.isDone(shard, pos)) {
       this.stats.skipped++;
       return;
@@ -434,7 +434,7 @@ class IngestRun {
     this.stats.read += enc.events;
     for (const inv of enc.invalid) {
       const meta = nd === undefined ? batch.records[inv.record]!.meta : undefined;
-      await this.deadLetter(shard, eventPosition(recordPos(inv.record), inv.sub), inv.reason, inv.raw, meta && { meta });
+      await this.deadLetter(shard, eventPosition(recordPos(inv.record), inv.sub), inv.reason, inv.raw, { ...(meta && { meta }), ...(inv.rawBase64 !== undefined && { rawBase64: inv.rawBase64 }) });
     }
     if (nd === undefined) {
       for (const rec of batch.records) {

@@ -9,7 +9,7 @@ import { FileCache, type CacheLease } from '../storage/file-cache.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
-import { spoolSelectSql } from '../writer/parquet-file.ts';
+import { isRepeatedKeyError, spoolSelectSql } from '../writer/parquet-file.ts';
 import { EVENT_TYPES, PROMOTED_PROPERTIES, columnsFor, type EventType } from '../events/schema.ts';
 import type { LiveSnapshot, LiveSpool, SnapshotSource } from '../writer/spool.ts';
 
@@ -51,6 +51,8 @@ const GLUE_TO_DUCK: Record<string, string> = { string: 'VARCHAR', timestamp: 'TI
 export class LakeQuery {
   /** Tables whose views read their files (the others are empty placeholders). */
   private readonly bound = new Set<string>();
+  /** Live spools are read the tolerant way (spoolSelectSql): one of them holds an event that repeats a key. */
+  private tolerantLive = false;
   /** SQL of the registered views, to follow a view to the tables it reads. */
   private readonly viewBodies = new Map<string, string>();
 
@@ -127,12 +129,22 @@ export class LakeQuery {
 
   /** Runs one SQL statement. */
   async query(sql: string): Promise<QueryResult> {
-    await this.bind(await this.referencedTables(sql));
+    const names = await this.referencedTables(sql);
+    await this.bind(names);
     let reader;
     try {
       reader = await this.conn.runAndReadAll(sql);
     } catch (err) {
-      throw this.explain(err);
+      if (!isRepeatedKeyError(err) || this.tolerantLive || this.spools.length === 0) throw this.explain(err);
+      // A live event repeats a key: read the live spools the tolerant way (as their file will be written) and run again.
+      this.tolerantLive = true;
+      for (const sp of this.spools) this.bound.delete(sp.table);
+      await this.bind(names);
+      try {
+        reader = await this.conn.runAndReadAll(sql);
+      } catch (again) {
+        throw this.explain(again);
+      }
     }
     const columns = reader.columnNames();
     const types = reader.columnTypes().map((t) => t.toString());
@@ -145,7 +157,7 @@ export class LakeQuery {
     const todo = this.tables.filter((t) => names.includes(t.name) && !this.bound.has(t.name));
     if (todo.length === 0) return;
     for (const t of todo) {
-      await this.conn.run(await tableViewSql(this.conn, this.storage, this.catalog, t, this.lease, this.spools.filter((sp) => sp.table === t.name)));
+      await this.conn.run(await tableViewSql(this.conn, this.storage, this.catalog, t, this.lease, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
       this.bound.add(t.name);
     }
     await this.registerViews();
@@ -210,14 +222,14 @@ export class LakeQuery {
 }
 
 /** The CREATE VIEW statement for a table over its committed files (and its live spools, if any). */
-export async function tableViewSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease, live: LiveSpool[] = []): Promise<string> {
+export async function tableViewSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease, live: LiveSpool[] = [], tolerant = false): Promise<string> {
   const committed = await committedSelectSql(conn, storage, catalog, t, lease);
   if (live.length === 0) return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${committed}`;
   // Live rows: the spools read as the writer will write them, partition columns computed as the router does.
   const extra = t.partitionKeys
     .filter((k) => k.name === 'dt' || k.name === 'hour')
     .map((k) => (k.name === 'dt' ? `CAST(epoch_ms(r) AS DATE) AS "dt"` : `strftime(epoch_ms(r), '%H') AS "hour"`));
-  const liveSql = spoolSelectSql(live.flatMap((l) => l.paths), columnsFor(live[0]!.type), extra);
+  const liveSql = spoolSelectSql(live.flatMap((l) => l.paths), columnsFor(live[0]!.type), extra, tolerant);
   return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS (${committed}) UNION ALL BY NAME (${liveSql})`;
 }
 

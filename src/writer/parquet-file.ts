@@ -12,7 +12,8 @@ export interface ParquetWrite {
   /**
    * The spool file (see spool.ts), its lines already in the file's row order (spool-sort.ts): the
    * write keeps it, so the connection must preserve insertion order (openDuckDB). Column SQL may
-   * use `e` (the raw event), `m`, `r`, `t`, `o`, `s` and `ctx` (CONTEXT_PATHS values).
+   * use `e` (the raw event's JSON fields), `m`, `r`, `t`, `o`, `s`, `v`, `n`, `u`, `a`, `g`, `p` (see
+   * spoolPrefix) and `ctx` (CONTEXT_PATHS values).
    */
   spoolPaths: string[];
   /** Where to write the Parquet file (local). */
@@ -74,11 +75,22 @@ export function parquetWriteMemory(rows: number, spoolBytes: number): number {
   return rows === 0 ? 0 : 3 * Math.min(rows, rowGroupRows(rows, spoolBytes)) * (spoolBytes / rows);
 }
 
-/** A SELECT of `columns` over spool files: how rows leave the spool, for files and for live queries alike. */
-export function spoolSelectSql(spoolPaths: string[], columns: ColumnDef[], extra: string[] = []): string {
-  const source =
+/**
+ * A SELECT of `columns` over spool files: how rows leave the spool, for files and for live queries alike.
+ * `tolerant` reads each raw event as JSON and takes its fields with json_extract (the first of a
+ * repeated key) instead of as a STRUCT, which DuckDB refuses for an object with a repeated key;
+ * measured ~40% more CPU, so it is only the fallback for spools that hold such an event.
+ */
+export function spoolSelectSql(spoolPaths: string[], columns: ColumnDef[], extra: string[] = [], tolerant = false): string {
+  const read =
     `read_json([${spoolPaths.map(sqlString).join(', ')}], format='newline_delimited', maximum_object_size=4194304, ` +
-    `columns={m: 'VARCHAR', r: 'BIGINT', t: 'BIGINT', o: 'BIGINT', s: 'BIGINT', e: ${sqlString(RAW_EVENT_STRUCT)}})`;
+    `columns={m: 'VARCHAR', r: 'BIGINT', t: 'BIGINT', o: 'BIGINT', s: 'BIGINT', v: 'VARCHAR', n: 'VARCHAR', u: 'VARCHAR', a: 'VARCHAR', g: 'VARCHAR', p: 'VARCHAR', ` +
+    `e: ${tolerant ? "'JSON'" : sqlString(RAW_EVENT_STRUCT)}})`;
+  // Tolerant: e becomes the STRUCT the columns' SQL expects, built from one multi-path extract.
+  const source = tolerant
+    ? `(SELECT * REPLACE (struct_pack(properties := j[1], traits := j[2], context := j[3]) AS e) FROM ` +
+      `(SELECT *, json_extract(e, ['$.properties', '$.traits', '$.context']) AS j FROM ${read}))`
+    : read;
   // Each JSON column is parsed once per row for all the paths taken from it (ctx, and props where promoted columns are written).
   const props = columns.some((c) => c.sql.includes('props[')) ? `, json_extract_string(e.properties, [${PROMOTED_PROPERTIES.map((p) => sqlString(p.path)).join(', ')}]) AS props` : '';
   const rows = `(SELECT *, json_extract_string(e.context, [${CONTEXT_PATHS.map(sqlString).join(', ')}]) AS ctx${props} FROM ${source})`;
@@ -91,12 +103,18 @@ export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Pro
   const kv = Object.entries(w.metadata)
     .map(([k, v]) => `${sqlIdent(k)}: ${sqlString(v)}`)
     .join(', ');
-  const sql =
-    `COPY (${spoolSelectSql(w.spoolPaths, w.columns)}) TO ${sqlString(w.outPath)} ` +
+  const sql = (tolerant: boolean) =>
+    `COPY (${spoolSelectSql(w.spoolPaths, w.columns, [], tolerant)}) TO ${sqlString(w.outPath)} ` +
     `(FORMAT parquet, COMPRESSION ${w.compression}${w.compressionLevel !== undefined ? `, COMPRESSION_LEVEL ${w.compressionLevel}` : ''}, ROW_GROUP_SIZE ${rowGroupRows(w.expectedRows, w.spoolBytes)}${kv ? `, KV_METADATA {${kv}}` : ''})`;
   let written: number;
   try {
-    const res = await conn.runAndReadAll(sql);
+    let res;
+    try {
+      res = await conn.runAndReadAll(sql(false));
+    } catch (err) {
+      if (!isRepeatedKeyError(err)) throw err;
+      res = await conn.runAndReadAll(sql(true)); // an event repeats a key: read the spool the tolerant way
+    }
     written = Number(res.getRows()[0]?.[0] ?? -1);
   } catch (err) {
     await fsp.rm(w.outPath, { force: true });
@@ -107,4 +125,9 @@ export async function writeParquet(conn: DuckDBConnection, w: ParquetWrite): Pro
     throw new WriterError(`writing ${w.outPath}: DuckDB read ${written} rows from ${w.spoolPaths.join(', ')}, expected ${w.expectedRows}`);
   }
   return (await fsp.stat(w.outPath)).size;
+}
+
+/** True for DuckDB's refusal to read a JSON object that repeats a key as a STRUCT (see spoolSelectSql's `tolerant`). */
+export function isRepeatedKeyError(err: unknown): boolean {
+  return /has duplicate key|duplicate key "/i.test(String((err as Error)?.message ?? err));
 }
