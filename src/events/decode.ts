@@ -18,12 +18,6 @@ export interface DecodedEvent {
   sentAtMs: number | null;
   /** Track event name (null for other types). */
   event: string | null;
-  /** The identifiers and names as the event gives them (a number as its JavaScript text); null when absent or null. */
-  name: string | null;
-  userId: string | null;
-  anonymousId: string | null;
-  groupId: string | null;
-  previousId: string | null;
   /** The event's JSON text (the input line itself unless it came from a batch). */
   raw: string;
 }
@@ -76,32 +70,9 @@ export function decodeRecord(text: string, ctx: DecodeContext): DecodeOutcome[] 
   }
   const obj = value as Record<string, unknown>;
   if (Array.isArray(obj.batch) && obj.type === undefined) return decodeBatch(obj, text, ctx);
-  const problem = keyCaseProblem(Object.keys(obj)) ?? unpairedSurrogate(text);
+  const problem = unpairedSurrogate(text);
   if (problem !== null) return [{ reason: problem, raw: text }];
   return [validate(obj, text, ctx)];
-}
-
-/**
- * The top-level fields whose JSON the lake's writer (DuckDB) reads from an event's text by name. It
- * matches them case-insensitively, so two keys that differ only in case are ambiguous and such an
- * event is refused here. (A key repeated exactly is read by the writer's tolerant fallback, see
- * writeParquet; every other column is written from the values decoded here.)
- */
-const JSON_FIELDS = ['properties', 'traits', 'context'] as const;
-const JSON_FIELD_LENGTHS = new Set(JSON_FIELDS.map((f) => f.length));
-
-/** Why an event whose keys are `keys` (distinct, as an object has them) cannot be stored, or null. */
-function keyCaseProblem(keys: string[]): string | null {
-  let seen: string[] | null = null;
-  for (const k of keys) {
-    if (!JSON_FIELD_LENGTHS.has(k.length)) continue;
-    const low = k.toLowerCase();
-    if (!(JSON_FIELDS as readonly string[]).includes(low)) continue;
-    const before = seen?.find((x) => x.toLowerCase() === low);
-    if (before !== undefined) return `keys "${before}" and "${k}" differ only in case (the lake reads "${low}" case-insensitively)`;
-    (seen ??= []).push(k);
-  }
-  return null;
 }
 
 /**
@@ -143,8 +114,7 @@ function decodeBatch(envelope: Record<string, unknown>, text: string, ctx: Decod
       if (ev[k] === undefined && envelope[k] !== undefined) ev[k] = envelope[k];
     }
     const raw = JSON.stringify(ev);
-    // A member's text is made here, so no key repeats; keys differing in case may still collide.
-    const problem = keyCaseProblem(Object.keys(ev)) ?? unpairedSurrogate(raw);
+    const problem = unpairedSurrogate(raw);
     out.push(problem !== null ? { reason: problem, raw } : validate(ev, raw, ctx));
   }
   return out;
@@ -202,18 +172,8 @@ function validate(ev: Record<string, unknown>, raw: string, ctx: DecodeContext):
     originalTimestampMs: dates.originalTimestamp,
     sentAtMs: dates.sentAt,
     event: type === 'track' ? (ev.event as string) : null,
-    name: text(ev.name),
-    userId: text(ev.userId),
-    anonymousId: text(ev.anonymousId),
-    groupId: text(ev.groupId),
-    previousId: text(ev.previousId),
     raw,
   };
-}
-
-/** A string field's value as stored: a string as it is, a number as its text (validate allows no other kind). */
-function text(v: unknown): string | null {
-  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : null;
 }
 
 function present(v: unknown): boolean {

@@ -42,14 +42,14 @@ export const CONTEXT_PATHS = ['$.ip', '$.userAgent', '$.page.url', '$.page.refer
 const ctx = (name: string, jsonPath: (typeof CONTEXT_PATHS)[number]): ColumnDef =>
   str(name, `ctx[${CONTEXT_PATHS.indexOf(jsonPath) + 1}]`, `context${jsonPath.slice(1)}`);
 
-/** A table holds one event type, so its `type` column is a constant. */
+/** A table holds one event type, so its `type` column is a constant (the type the decoder routed by). */
 const head = (type: EventType): ColumnDef[] => [
   str('message_id', 'm', 'Segment messageId (a hash of the raw record when the sender gave none)'),
   str('type', `'${type}'`, 'Segment call type'),
 ];
 const IDS: ColumnDef[] = [
-  str('anonymous_id', 'a', 'anonymousId'),
-  str('user_id', 'u', 'userId'),
+  str('anonymous_id', 'e.anonymousId', 'anonymousId'),
+  str('user_id', 'e.userId', 'userId'),
 ];
 const TAIL: ColumnDef[] = [
   ts('timestamp', 't', 'event time (UTC)'),
@@ -84,12 +84,12 @@ const PROMOTED: ColumnDef[] = PROMOTED_PROPERTIES.map((p, i) => str(p.name, `pro
 
 /** Columns specific to each event type, placed after message_id and type. */
 const SPECIFIC: Record<EventType, ColumnDef[]> = {
-  track: [str('event', 'v', 'track event name')],
-  page: [str('name', 'n', 'page name')],
-  screen: [str('name', 'n', 'screen name')],
+  track: [str('event', 'e.event', 'track event name')],
+  page: [str('name', 'e.name', 'page name')],
+  screen: [str('name', 'e.name', 'screen name')],
   identify: [],
-  group: [str('group_id', 'g', 'groupId')],
-  alias: [str('previous_id', 'p', 'previousId')],
+  group: [str('group_id', 'e.groupId', 'groupId')],
+  alias: [str('previous_id', 'e.previousId', 'previousId')],
 };
 
 /** All columns of the table holding `type` events, in order (partition columns included). */
@@ -105,8 +105,9 @@ export function sortColumnsFor(type: EventType): string[] {
   return type === 'track' ? ['event', 'received_at'] : ['received_at'];
 }
 
-/**
- * The raw-event fields the spool reader extracts (DuckDB STRUCT type of spool column `e`): only the
- * JSON ones; the other columns come from the values the decoder put in the line's prefix.
- */
-export const RAW_EVENT_STRUCT = 'STRUCT(properties JSON, traits JSON, context JSON)';
+/** The raw-event fields the spool reader extracts (DuckDB STRUCT type of spool column `e`). */
+export const RAW_EVENT_FIELDS = [
+  ['event', 'VARCHAR'], ['name', 'VARCHAR'], ['userId', 'VARCHAR'], ['anonymousId', 'VARCHAR'], ['groupId', 'VARCHAR'], ['previousId', 'VARCHAR'],
+  ['properties', 'JSON'], ['traits', 'JSON'], ['context', 'JSON'],
+] as const;
+export const RAW_EVENT_STRUCT = `STRUCT(${RAW_EVENT_FIELDS.map(([f, t]) => `${f} ${t}`).join(', ')})`;

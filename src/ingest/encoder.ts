@@ -245,21 +245,14 @@ export class Encoder {
 
 /** The start of an event's spool line: the computed fields; the raw event and `}\n` follow. */
 export function spoolPrefix(ev: DecodedEvent): string {
-  // The decoded values, so every column but the JSON ones comes from what validation saw (the
-  // reader takes only properties, traits and context from the raw event); absent ones are left out.
-  let p =
+  return (
     '{"m":' + JSON.stringify(ev.messageId) +
     ',"r":' + ev.receivedAtMs +
     ',"t":' + (ev.timestampMs ?? 'null') +
     ',"o":' + (ev.originalTimestampMs ?? 'null') +
-    ',"s":' + (ev.sentAtMs ?? 'null');
-  if (ev.event !== null) p += ',"v":' + JSON.stringify(ev.event);
-  if (ev.name !== null) p += ',"n":' + JSON.stringify(ev.name);
-  if (ev.userId !== null) p += ',"u":' + JSON.stringify(ev.userId);
-  if (ev.anonymousId !== null) p += ',"a":' + JSON.stringify(ev.anonymousId);
-  if (ev.groupId !== null) p += ',"g":' + JSON.stringify(ev.groupId);
-  if (ev.previousId !== null) p += ',"p":' + JSON.stringify(ev.previousId);
-  return p + ',"e":';
+    ',"s":' + (ev.sentAtMs ?? 'null') +
+    ',"e":'
+  );
 }
 
 interface Group {

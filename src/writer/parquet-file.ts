@@ -1,6 +1,6 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { promises as fsp } from 'node:fs';
-import { CONTEXT_PATHS, PROMOTED_PROPERTIES, RAW_EVENT_STRUCT, type ColumnDef } from '../events/schema.ts';
+import { CONTEXT_PATHS, PROMOTED_PROPERTIES, RAW_EVENT_FIELDS, RAW_EVENT_STRUCT, type ColumnDef } from '../events/schema.ts';
 import { WriterError } from '../errors.ts';
 import { sqlIdent, sqlString } from './duckdb.ts';
 
@@ -12,8 +12,7 @@ export interface ParquetWrite {
   /**
    * The spool file (see spool.ts), its lines already in the file's row order (spool-sort.ts): the
    * write keeps it, so the connection must preserve insertion order (openDuckDB). Column SQL may
-   * use `e` (the raw event's JSON fields), `m`, `r`, `t`, `o`, `s`, `v`, `n`, `u`, `a`, `g`, `p` (see
-   * spoolPrefix) and `ctx` (CONTEXT_PATHS values).
+   * use `e` (the raw event), `m`, `r`, `t`, `o`, `s` and `ctx` (CONTEXT_PATHS values).
    */
   spoolPaths: string[];
   /** Where to write the Parquet file (local). */
@@ -77,19 +76,22 @@ export function parquetWriteMemory(rows: number, spoolBytes: number): number {
 
 /**
  * A SELECT of `columns` over spool files: how rows leave the spool, for files and for live queries alike.
- * `tolerant` reads each raw event as JSON and takes its fields with json_extract (the first of a
- * repeated key) instead of as a STRUCT, which DuckDB refuses for an object with a repeated key;
- * measured ~40% more CPU, so it is only the fallback for spools that hold such an event.
+ * `tolerant` reads each raw event as JSON and takes its fields with json_extract (names matched
+ * exactly; the first of a repeated key) instead of as a STRUCT, which DuckDB refuses for an object
+ * with a repeated key (or two keys differing only in case): ~40% more CPU measured, so it is only the
+ * fallback for spools that hold such an event.
  */
 export function spoolSelectSql(spoolPaths: string[], columns: ColumnDef[], extra: string[] = [], tolerant = false): string {
   const read =
     `read_json([${spoolPaths.map(sqlString).join(', ')}], format='newline_delimited', maximum_object_size=4194304, ` +
-    `columns={m: 'VARCHAR', r: 'BIGINT', t: 'BIGINT', o: 'BIGINT', s: 'BIGINT', v: 'VARCHAR', n: 'VARCHAR', u: 'VARCHAR', a: 'VARCHAR', g: 'VARCHAR', p: 'VARCHAR', ` +
-    `e: ${tolerant ? "'JSON'" : sqlString(RAW_EVENT_STRUCT)}})`;
-  // Tolerant: e becomes the STRUCT the columns' SQL expects, built from one multi-path extract.
+    `columns={m: 'VARCHAR', r: 'BIGINT', t: 'BIGINT', o: 'BIGINT', s: 'BIGINT', e: ${tolerant ? "'JSON'" : sqlString(RAW_EVENT_STRUCT)}})`;
+  // Tolerant: e becomes the STRUCT the columns' SQL expects, from two multi-path extracts (names matched exactly).
+  const strs = RAW_EVENT_FIELDS.filter(([, t]) => t === 'VARCHAR').map(([f]) => f);
+  const jsons = RAW_EVENT_FIELDS.filter(([, t]) => t === 'JSON').map(([f]) => f);
+  const paths = (fs: string[]) => `[${fs.map((f) => sqlString(`$.${f}`)).join(', ')}]`;
   const source = tolerant
-    ? `(SELECT * REPLACE (struct_pack(properties := j[1], traits := j[2], context := j[3]) AS e) FROM ` +
-      `(SELECT *, json_extract(e, ['$.properties', '$.traits', '$.context']) AS j FROM ${read}))`
+    ? `(SELECT * REPLACE (struct_pack(${[...strs.map((f, i) => `${f} := js[${i + 1}]`), ...jsons.map((f, i) => `${f} := jj[${i + 1}]`)].join(', ')}) AS e) FROM ` +
+      `(SELECT *, json_extract_string(e, ${paths(strs)}) AS js, json_extract(e, ${paths(jsons)}) AS jj FROM ${read}))`
     : read;
   // Each JSON column is parsed once per row for all the paths taken from it (ctx, and props where promoted columns are written).
   const props = columns.some((c) => c.sql.includes('props[')) ? `, json_extract_string(e.properties, [${PROMOTED_PROPERTIES.map((p) => sqlString(p.path)).join(', ')}]) AS props` : '';

@@ -80,9 +80,8 @@ interface OpenSegment extends SpoolSegment {
 /**
  * The rows of one (table, partition) not yet in a Parquet file, spooled to local NDJSON files so
  * memory stays bounded whatever the target file size. Spool lines are made by ingest/encoder.ts:
- * `{"m":messageId,"r":receivedAtMs,"t":…,"o":…,"s":…[,"v":event,"n":name,"u":userId,"a":anonymousId,
- * "g":groupId,"p":previousId],"e":<the raw event JSON>}` (see spoolPrefix), the raw event copied, not
- * re-serialized; DuckDB takes its JSON fields from it when the file is written.
+ * `{"m":messageId,"r":receivedAtMs,"t":…,"o":…,"s":…,"e":<the raw event JSON>}`, the raw event
+ * copied, not re-serialized; DuckDB extracts the columns when the file is written.
  *
  * The lines go to segment files, one per track event name (up to MAX_SEGMENTS), each in arrival
  * order: appends stay cheap, and live queries read the segments as they grow. A file is ordered by
