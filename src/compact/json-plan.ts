@@ -105,12 +105,14 @@ export async function planJsonConversion(storage: Storage, catalog: Catalog, inp
       let local = input.path;
       let fallback = segmentLayoutDay(input.path);
       if (input.object !== undefined) {
-        // An object in S3 is fetched whole to a scratch directory (the plan never holds more than one).
+        // An object in S3 is fetched whole to a scratch directory, streamed where the storage can (the plan never holds more than one).
         tmp ??= await fsp.mkdtemp(path.join(os.tmpdir(), 'tributary-plan-'));
         local = path.join(tmp, 'input');
-        const data = await input.object.storage.get(input.object.key);
-        if (data === undefined) throw new InputError(`cannot read input ${input.path}: it no longer exists`);
-        await fsp.writeFile(local, data);
+        const { storage: from, key } = input.object;
+        let found: unknown;
+        if (from.download !== undefined) found = await from.download(key, local);
+        else if ((found = await from.get(key)) !== undefined) await fsp.writeFile(local, found as Buffer);
+        if (found === undefined) throw new InputError(`cannot read input ${input.path}: it no longer exists`);
         fallback ??= input.object.mtimeMs;
       }
       const source = new FileSource([local], { fallbackReceivedAt: () => fallback });
