@@ -2,14 +2,13 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Catalog } from '../catalog/catalog.ts';
-import { EVENT_TYPES } from '../events/schema.ts';
 import { InputError } from '../errors.ts';
-import { Encoder, type EncoderConfig } from '../ingest/encoder.ts';
+import { Encoder } from '../ingest/encoder.ts';
 import { encoderInput, resolveIngestOptions, type IngestOptions } from '../ingest/ingestor.ts';
 import { recoverTable, type RecoveredTable } from '../ingest/recovery.ts';
-import { tableLayout } from '../ingest/tables.ts';
+import { encoderConfig, tableLayouts } from '../ingest/tables.ts';
 import { FileSource } from '../source/file-source.ts';
-import { eventPosition } from '../source/source.ts';
+import { eventPosition, recordPosition } from '../source/source.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB } from '../writer/duckdb.ts';
 import { segmentLayoutDay, type JsonInput } from './json-to-parquet.ts';
@@ -74,11 +73,7 @@ export async function planJsonConversion(storage: Storage, catalog: Catalog, inp
   const sampleBytes = options.sampleBytes ?? 256 * MiB;
   if (!Number.isFinite(sampleBytes) || sampleBytes < MiB) throw new InputError(`sampleBytes ${sampleBytes} is too small: at least ${MiB} (1 MiB)`);
   const opts = resolveIngestOptions(options);
-  const layouts = new Map(EVENT_TYPES.map((t) => [t, tableLayout(t, opts.tables[t], opts.partitionBy)]));
-  const encoder = new Encoder({
-    tables: opts.tables,
-    partitionBy: Object.fromEntries([...layouts].map(([t, l]) => [t, l.partitionBy])) as EncoderConfig['partitionBy'],
-  });
+  const encoder = new Encoder(encoderConfig(tableLayouts(opts.tables, opts.partitionBy)));
   const total = inputs.reduce((a, i) => a + i.bytes, 0);
   // Which inputs are read, and how many stored bytes of the inputs each one stands for.
   const picks: Array<{ input: JsonInput; stands: number }> = [];
@@ -122,7 +117,6 @@ export async function planJsonConversion(storage: Storage, catalog: Catalog, inp
       for await (const batch of source) {
         const enc = encoder.encode(encoderInput(batch));
         const nd = batch.ndjson;
-        const recordPos = (i: number): bigint => (nd !== undefined ? nd.firstPosition + BigInt(i) : batch.records[i]!.position);
         ev += enc.events;
         dead += enc.invalid.length;
         if (nd === undefined) {
@@ -134,7 +128,7 @@ export async function planJsonConversion(storage: Storage, catalog: Catalog, inp
           const mark = rec.marks.get(g.partKey)?.get(batch.shard);
           let rows = 0, bytes = 0;
           for (let i = 0; i < g.record.length; i++) {
-            if (mark !== undefined && eventPosition(recordPos(g.record[i]!), g.sub[i]!) <= mark) already++;
+            if (mark !== undefined && eventPosition(recordPosition(batch, g.record[i]!), g.sub[i]!) <= mark) already++;
             else (rows++, (bytes += g.offsets[i + 1]! - g.offsets[i]!));
           }
           if (rows === 0) continue;

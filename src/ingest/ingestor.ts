@@ -9,7 +9,7 @@ import { DEFAULT_TABLE_OF, EVENT_TYPES, type EventType } from '../events/schema.
 import { TributaryError, WriterError, badOption } from '../errors.ts';
 import { partitionPath } from '../partition/hive-path.ts';
 import { parsePartitionSpec, type PartitionField } from '../partition/spec.ts';
-import { SUB_POSITION_BITS, eventPosition, type RecordBatch, type Source } from '../source/source.ts';
+import { SUB_POSITION_BITS, eventPosition, recordPosition, type RecordBatch, type Source } from '../source/source.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, type DuckDBOptions } from '../writer/duckdb.ts';
 import { parquetWriteMemory, writeParquet, type Compression } from '../writer/parquet-file.ts';
@@ -18,10 +18,10 @@ import { SpoolSorter } from '../writer/spool-sorter.ts';
 import { DeadLetterSink } from './dead-letters.ts';
 import { Serial } from './serial.ts';
 import { DecodePool } from './decode-pool.ts';
-import type { EncodedBatch, EncoderConfig, EncoderInput } from './encoder.ts';
+import type { EncodedBatch, EncoderInput } from './encoder.ts';
 import { RANGES_METADATA_KEY, dataFileName, rangesJson } from './file-names.ts';
 import { recoverTable, type RecoveredTable } from './recovery.ts';
-import { tableLayout, type TableLayout } from './tables.ts';
+import { encoderConfig, tableLayouts, type TableLayout } from './tables.ts';
 
 const MiB = 1024 * 1024;
 /** Batches decoded ahead of the one being applied. */
@@ -200,7 +200,7 @@ export class Ingestor {
     this.catalog = catalog;
     this.raw = options;
     this.opts = resolveIngestOptions(options);
-    this.layouts = new Map(EVENT_TYPES.map((t) => [t, tableLayout(t, this.opts.tables[t], this.opts.partitionBy)]));
+    this.layouts = tableLayouts(this.opts.tables, this.opts.partitionBy);
   }
 
   private current: IngestRun | null = null;
@@ -371,13 +371,7 @@ class IngestRun {
     // One sorter: a sort takes a fraction of its write, and each sorter keeps its buffer (sortMemoryBytes).
     this.sorter = new SpoolSorter(1);
     this.sorter.prestart(); // in the background now, not in the way of the first file's write
-    this.pool = new DecodePool(
-      {
-        tables: this.opts.tables,
-        partitionBy: Object.fromEntries([...this.layouts].map(([t, l]) => [t, l.partitionBy])) as EncoderConfig['partitionBy'],
-      },
-      this.opts.decodeWorkers,
-    );
+    this.pool = new DecodePool(encoderConfig(this.layouts), this.opts.decodeWorkers);
     this.deadLetters = new DeadLetterSink(this.storage, this.source.name);
     await this.deadLetters.recover();
   }
@@ -429,7 +423,7 @@ class IngestRun {
   private async apply(batch: RecordBatch, enc: EncodedBatch): Promise<void> {
     const shard = batch.shard;
     const nd = batch.ndjson;
-    const recordPos = (i: number): bigint => (nd !== undefined ? nd.firstPosition + BigInt(i) : batch.records[i]!.position);
+    const recordPos = (i: number): bigint => recordPosition(batch, i);
     if (batch.acquired) await this.refreshShard(shard);
     this.stats.read += enc.events;
     for (const inv of enc.invalid) {

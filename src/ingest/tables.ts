@@ -1,6 +1,8 @@
 import { PARQUET_FORMAT, type TableDef } from '../catalog/catalog.ts';
 import { columnsFor, type ColumnDef, type EventType } from '../events/schema.ts';
+import { EVENT_TYPES } from '../events/schema.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
+import type { EncoderConfig } from './encoder.ts';
 
 /** How one event type is laid out in the lake. */
 export interface TableLayout {
@@ -34,4 +36,15 @@ export function tableLayout(type: EventType, table: string, spec: readonly Parti
       parameters: { classification: 'parquet', 'parquet.compression': 'ZSTD', tributary_event_type: type },
     },
   };
+}
+
+/** Every event type's layout: its table (from `tables`) under the partition spec. */
+export function tableLayouts(tables: Record<EventType, string>, spec: readonly PartitionField[]): Map<EventType, TableLayout> {
+  return new Map(EVENT_TYPES.map((t) => [t, tableLayout(t, tables[t], spec)]));
+}
+
+/** What the encoder needs of the layouts (plain data: it crosses to worker threads). */
+export function encoderConfig(layouts: Map<EventType, TableLayout>): EncoderConfig {
+  const of = <T>(f: (l: TableLayout) => T) => Object.fromEntries([...layouts].map(([t, l]) => [t, f(l)])) as Record<EventType, T>;
+  return { tables: of((l) => l.table), partitionBy: of((l) => l.partitionBy) };
 }

@@ -61,6 +61,11 @@ export interface Source extends AsyncIterable<RecordBatch> {
 /** Bits of an event position reserved for the index of an event inside its record (a Segment batch). */
 export const SUB_POSITION_BITS = 20n;
 
+/** The position of record `i` of a batch (its `i`-th line when the batch is NDJSON). */
+export function recordPosition(batch: RecordBatch, i: number): bigint {
+  return batch.ndjson !== undefined ? batch.ndjson.firstPosition + BigInt(i) : batch.records[i]!.position;
+}
+
 /** The position of the `index`-th event of the record at `recordPosition`. */
 export function eventPosition(recordPosition: bigint, index: number): bigint {
   return (recordPosition << SUB_POSITION_BITS) | BigInt(index);
