@@ -28,6 +28,12 @@ const MiB = 1024 * 1024;
 const PIPELINE_DEPTH = 4;
 /** The largest index of an event inside a record. */
 const MAX_SUB = Number((1n << SUB_POSITION_BITS) - 1n);
+/**
+ * Finished files that may wait for their commit per write slot: commits go in order, so a small
+ * file written beside a large one waits for it; bounded so local disk stays bounded when commits
+ * (uploads) are slower than writes.
+ */
+const UNCOMMITTED_PER_SLOT = 4;
 
 /**
  * The order of the writes once input ends: largest first, so the small files fill the gaps beside
@@ -242,7 +248,10 @@ class IngestRun {
   private readonly tablesEnsured = new Set<string>();
   private readonly ratio = new Map<string, number>();
   private readonly lastRead = new Map<string, bigint>();
+  /** Writes DuckDB is running (each holds a write slot and its estimated memory). */
   private readonly inFlight = new Set<Promise<void>>();
+  /** Writes started and not yet committed (finished files wait on local disk for their turn to commit). */
+  private readonly uncommitted = new Set<Promise<void>>();
   /** Estimated memory of the writes in flight (parquetWriteMemory), against writeMemoryBytes. */
   private writeMemory = 0;
   /** Buffers being written, for checkpoints (their rows are not committed yet). */
@@ -340,8 +349,9 @@ class IngestRun {
       await this.deadLetters.flush();
       await this.checkpoint();
     } catch (err) {
-      // Let writes already started finish or fail, so no DuckDB query outlives the run.
+      // Let writes and commits already started finish or fail, so no DuckDB query outlives the run.
       await Promise.allSettled([...this.inFlight]);
+      await this.commitChain;
       throw err;
     } finally {
       clearInterval(timer);
@@ -530,8 +540,9 @@ class IngestRun {
     this.nextClose = next;
   }
 
-  /** Whether a write of estimated `memory` can start now: a slot is free and the memory fits (one write always runs). */
+  /** Whether a write of estimated `memory` can start now (and not too many finished files wait to commit): a slot is free and the memory fits (one write always runs). */
   private canStartWrite(memory: number): boolean {
+    if (this.uncommitted.size >= UNCOMMITTED_PER_SLOT * this.opts.maxConcurrentWrites) return false;
     return this.inFlight.size === 0 || (this.inFlight.size < this.opts.maxConcurrentWrites && this.writeMemory + memory <= this.opts.writeMemoryBytes);
   }
 
@@ -585,7 +596,7 @@ class IngestRun {
       return r;
     });
     ready.catch(() => undefined); // awaited by the write below, or dropped with the failure (the spool directory goes with the run)
-    while (!this.canStartWrite(memory)) await Promise.race(this.inFlight);
+    while (!this.canStartWrite(memory)) await Promise.race([...this.inFlight, ...this.uncommitted]);
     if (this.failure !== null) throw this.failure;
     const earlier = this.commitChain; // the commits before this one (this one will wait for `written`)
     const write = async (): Promise<number> => {
@@ -631,10 +642,19 @@ class IngestRun {
       this.failure ??= err;
     });
     this.commitChain = tracked;
-    this.inFlight.add(tracked);
+    this.uncommitted.add(tracked);
+    void tracked.finally(() => this.uncommitted.delete(tracked));
+    // The slot and its memory are free once DuckDB is done, not once the commits before this one are:
+    // a finished file waits for its turn to commit on disk, costing no memory (measured: a small write
+    // held its slot for as long as a large write beside it ran, and the complete days behind it waited).
+    const slot = written.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inFlight.add(slot);
     this.writeMemory += memory;
-    void tracked.finally(() => {
-      this.inFlight.delete(tracked);
+    void slot.finally(() => {
+      this.inFlight.delete(slot);
       this.writeMemory -= memory;
     });
   }

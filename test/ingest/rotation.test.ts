@@ -223,3 +223,50 @@ test('DuckDB running out of memory is retried single-threaded, then reported nam
   const files = (await storage.list('', { recursive: true })).filter((o) => o.key.endsWith('.parquet'));
   assert.deepEqual(files, []);
 });
+
+test('a finished write frees its slot while an earlier commit is pending; finished files waiting to commit are bounded', async () => {
+  const dir = tempDir('slots');
+  const lake = `${dir}/lake`;
+  const spoolDir = `${dir}/spool`;
+  const { storage, catalog } = openLocalLake(lake);
+  // The first commit's upload blocks until released, as a slow upload would.
+  let releaseUpload!: () => void;
+  const uploadReleased = new Promise<void>((r) => (releaseUpload = r));
+  let uploads = 0;
+  const slow = new Proxy(storage, {
+    get(target, prop, receiver) {
+      if (prop === 'putFile')
+        return async (key: string, local: string) => {
+          if (uploads++ === 0) await uploadReleased;
+          return target.putFile(key, local);
+        };
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  // Seven days, one batch each, each flushed at its batch's end: seven files, one write slot.
+  const days = Array.from({ length: 7 }, (_, d) => Array.from({ length: 20 }, (_, i) => at(d * 100 + i, `2026-11-${String(10 + d).padStart(2, '0')}T08:00:00Z`)));
+  let pos = 0;
+  const source: Source = {
+    name: 'days',
+    async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
+      for (const b of days) yield { shard: 's1', fallbackReceivedAtMs: 0, flushAfter: true, records: b.map((data) => ({ position: BigInt(++pos), data })) };
+    },
+  };
+  const run = new Ingestor(slow, catalog, { maxConcurrentWrites: 1, spoolDir, closeAfterMs: null }).run(source);
+  const parquetFiles = () => (existsSync(spoolDir) ? readdirSync(spoolDir, { recursive: true }).filter((f) => String(f).endsWith('.parquet')).length : 0);
+  // With the first commit held, later writes still run on the one slot, up to 4 finished files per slot.
+  try {
+    for (let i = 0; i < 300 && parquetFiles() < 4; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(parquetFiles(), 4, 'four files written while the first commit waits');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(parquetFiles(), 4, 'no fifth write starts while four files wait to commit');
+    assert.deepEqual(await rowsByDay(lake), {}, 'nothing is visible before its commit');
+  } finally {
+    releaseUpload();
+  }
+  const stats = await run;
+  assert.equal(stats.files, 7);
+  assert.equal(stats.written, 140);
+  assert.deepEqual(await rowsByDay(lake), Object.fromEntries(days.map((_, d) => [`2026-11-${String(10 + d).padStart(2, '0')}`, 20])));
+});
