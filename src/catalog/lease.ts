@@ -63,11 +63,21 @@ export async function isLive(storage: Storage, key: string): Promise<boolean> {
   }
 }
 
-/** Renews `key` every third of the TTL until stopped. */
-export function heartbeat(storage: Storage, key: string): { stop(): Promise<void> } {
+/** Renews `key` every third of the TTL until stopped, or until `superseded` says another holder took over. */
+export function heartbeat(storage: Storage, key: string, superseded?: () => Promise<boolean>): { stop(): Promise<void> } {
   let renewing: Promise<void> = Promise.resolve();
+  let lost = false;
   const timer = setInterval(() => {
-    renewing = renewing.then(() => storage.put(key, leaseBody())).catch(() => undefined);
+    renewing = renewing
+      .then(async () => {
+        // A holder that stalled past its expiry and was taken over must not bring its lease back to life.
+        if (lost || (superseded !== undefined && (await superseded()))) {
+          lost = true;
+          return;
+        }
+        await storage.put(key, leaseBody());
+      })
+      .catch(() => undefined);
   }, LEASE_TTL_MS / 3);
   timer.unref();
   return {
@@ -79,18 +89,46 @@ export function heartbeat(storage: Storage, key: string): { stop(): Promise<void
 }
 
 /**
- * Takes the lease at `key` (exclusive create; an expired one is taken over) and keeps it renewed;
- * null when someone else holds it. Call the returned function to release it.
+ * The objects of the lease named `key`: `<key>@<epoch>` (and `<key>` itself, as versions before
+ * epochs wrote it), newest epoch last.
+ */
+async function leaseObjects(storage: Storage, key: string): Promise<Array<{ key: string; epoch: number }>> {
+  const slash = key.lastIndexOf('/');
+  const found: Array<{ key: string; epoch: number }> = [];
+  for (const o of await storage.list(slash < 0 ? '' : key.slice(0, slash))) {
+    if (o.key === key) found.push({ key, epoch: 0 });
+    else if (o.key.startsWith(key + '@') && /^\d+$/.test(o.key.slice(key.length + 1))) found.push({ key: o.key, epoch: Number(o.key.slice(key.length + 1)) });
+  }
+  return found.sort((a, b) => a.epoch - b.epoch);
+}
+
+/** True while someone holds the lease named `key` (see acquireLease). */
+export async function isHeld(storage: Storage, key: string): Promise<boolean> {
+  for (const o of await leaseObjects(storage, key)) if (await isLive(storage, o.key)) return true;
+  return false;
+}
+
+/**
+ * Takes the lease named `key` and keeps it renewed; null when someone else holds it. Call the
+ * returned function to release it.
+ *
+ * Each holder creates the next epoch's object (`<key>@<n+1>`, an exclusive create), so of two
+ * processes that find the lease free (expired, released, or its holder dead) at the same instant,
+ * exactly one takes it: deleting a dead holder's object and creating it again would let both.
+ * Releasing leaves the object marked expired, so epochs never go back.
  */
 export async function acquireLease(storage: Storage, key: string): Promise<(() => Promise<void>) | null> {
-  if (!(await storage.putIfAbsent(key, leaseBody()))) {
-    if (await isLive(storage, key)) return null;
-    await storage.delete([key]); // left by a holder that died
-    if (!(await storage.putIfAbsent(key, leaseBody()))) return null;
-  }
-  const beat = heartbeat(storage, key);
+  const found = await leaseObjects(storage, key);
+  for (const o of found) if (await isLive(storage, o.key)) return null;
+  const epoch = (found.at(-1)?.epoch ?? 0) + 1;
+  const mine = `${key}@${epoch}`;
+  if (!(await storage.putIfAbsent(mine, leaseBody()))) return null; // another process took it first
+  // The older objects' holders are dead or gone: only the newest epoch is kept.
+  if (found.length > 0) await storage.delete(found.map((o) => o.key)).catch(() => undefined);
+  const next = `${key}@${epoch + 1}`;
+  const beat = heartbeat(storage, mine, async () => (await storage.get(next)) !== undefined);
   return async () => {
     await beat.stop();
-    await storage.delete([key]);
+    if ((await storage.get(next)) === undefined) await storage.put(mine, JSON.stringify({ owner: PROCESS_OWNER, expiresAtMs: 0 }));
   };
 }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Storage } from '../storage/storage.ts';
-import { PROCESS_OWNER, acquireLease, heartbeat, isLive, leaseBody } from './lease.ts';
+import { PROCESS_OWNER, acquireLease, heartbeat, isHeld, isLive, leaseBody } from './lease.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -20,7 +20,7 @@ export class PartitionGuard {
 
   /** True while a live compaction lock is held on the partition. */
   async isCompacting(table: string, partKey: string): Promise<boolean> {
-    return isLive(this.storage, `${this.dir(table, partKey)}/compact`);
+    return isHeld(this.storage, `${this.dir(table, partKey)}/compact`);
   }
 
   /** Runs `fn` (a file commit into the partition) while no compaction of it is under way. */
@@ -29,7 +29,7 @@ export class PartitionGuard {
     const me = `${dir}/w-${PROCESS_OWNER}-${randomBytes(4).toString('hex')}`;
     for (let wait = 20; ; wait = Math.min(wait * 2, 1000)) {
       await this.storage.put(me, leaseBody());
-      if (!(await isLive(this.storage, `${dir}/compact`))) break;
+      if (!(await isHeld(this.storage, `${dir}/compact`))) break;
       await this.storage.delete([me]); // a compaction holds the partition: step back and retry
       await sleep(wait);
     }

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { test } from 'node:test';
-import { acquireLease, isLive } from '../../src/catalog/lease.ts';
+import { acquireLease, isHeld, isLive } from '../../src/catalog/lease.ts';
+import type { Storage } from '../../src/storage/storage.ts';
 import { LocalStorage } from '../../src/storage/local-storage.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -25,19 +26,73 @@ test('a lease whose holder was killed on this machine is free at once; a live ho
   const root = tempDir('lease');
   const storage = new LocalStorage(root);
   const child = await holder(root, '_tributary/leases/job');
-  assert.equal(await isLive(storage, '_tributary/leases/job'), true);
+  assert.equal(await isHeld(storage, '_tributary/leases/job'), true);
   assert.equal(await acquireLease(storage, '_tributary/leases/job'), null, 'held by a live process');
   child.kill('SIGKILL');
   await once(child, 'exit');
   // The lease has not expired (30 s), but its holder is gone.
-  const body = JSON.parse((await storage.get('_tributary/leases/job'))!.toString());
+  const body = JSON.parse((await storage.get('_tributary/leases/job@1'))!.toString());
   assert.ok(body.expiresAtMs > Date.now() + 20_000);
-  assert.equal(await isLive(storage, '_tributary/leases/job'), false);
+  assert.equal(await isHeld(storage, '_tributary/leases/job'), false);
   const release = await acquireLease(storage, '_tributary/leases/job');
   assert.notEqual(release, null);
-  assert.equal(await isLive(storage, '_tributary/leases/job'), true, 'now held by this process');
+  assert.equal(await isHeld(storage, '_tributary/leases/job'), true, 'now held by this process');
+  assert.deepEqual((await storage.list('_tributary/leases')).map((o) => o.key), ['_tributary/leases/job@2'], 'the dead holder\'s epoch is gone');
   await release!();
-  assert.equal(await storage.get('_tributary/leases/job'), undefined);
+  assert.equal(await isHeld(storage, '_tributary/leases/job'), false);
+  assert.notEqual(await storage.get('_tributary/leases/job@2'), undefined, 'released: kept, marked expired, so epochs never go back');
+});
+
+/** Storage whose every call waits a random few milliseconds first, so concurrent callers interleave in many orders. */
+function jittery(storage: Storage): Storage {
+  const wait = () => new Promise((r) => setTimeout(r, Math.random() * 8));
+  return new Proxy(storage, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function') return v;
+      return async (...args: unknown[]) => {
+        await wait();
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
+
+test('of processes that find a dead lease at the same instant, exactly one takes it', async () => {
+  const storage = jittery(new LocalStorage(tempDir('lease-race')));
+  const dead = JSON.stringify({ owner: 'gone', expiresAtMs: Date.now() - 1 });
+  for (let round = 0; round < 20; round++) {
+    const key = `_tributary/leases/r${round}`;
+    await storage.put(round % 2 === 0 ? `${key}@3` : key, dead); // an expired epoch, or a lease written before epochs
+    const takers = await Promise.all(Array.from({ length: 6 }, () => acquireLease(storage, key)));
+    assert.equal(takers.filter((t) => t !== null).length, 1, `round ${round}: one holder`);
+    assert.equal(await isHeld(storage, key), true);
+    for (const t of takers) await t?.();
+    assert.equal(await isHeld(storage, key), false);
+  }
+});
+
+test('a holder taken over after stalling past its expiry neither revives nor releases the new holder\'s lease', async () => {
+  const storage = new LocalStorage(tempDir('lease-stall'));
+  const first = await acquireLease(storage, 'l');
+  assert.notEqual(first, null);
+  // The first holder stalls: its lease expires and a second process takes it over.
+  await storage.put('l@1', JSON.stringify({ owner: 'stalled', expiresAtMs: Date.now() - 1 }));
+  const second = await acquireLease(storage, 'l');
+  assert.notEqual(second, null);
+  await first!(); // the stalled holder wakes up and releases
+  assert.equal(await storage.get('l@1'), undefined, 'the stalled holder wrote nothing back');
+  assert.equal(await isHeld(storage, 'l'), true, 'the second holder still holds it');
+  assert.equal(await acquireLease(storage, 'l'), null);
+  await second!();
+  assert.equal(await isHeld(storage, 'l'), false);
+});
+
+test('a live lease written before epochs is respected', async () => {
+  const storage = new LocalStorage(tempDir('lease-legacy'));
+  await storage.put('l', JSON.stringify({ owner: 'old', expiresAtMs: Date.now() + 30_000 }));
+  assert.equal(await isHeld(storage, 'l'), true);
+  assert.equal(await acquireLease(storage, 'l'), null);
 });
 
 test('a lease from another machine (or PID namespace) is judged by its expiry alone', async () => {

@@ -42,14 +42,15 @@ test('locks and markers left by dead processes expire', async () => {
   const dead = JSON.stringify({ owner: 'gone', expiresAtMs: Date.now() - 1 });
   const rel = await g.compact('t', 'warmup');
   await rel!();
-  const dir = (await storage.list('_tributary/guards/t', { recursive: true }))[0]?.key.split('/').slice(0, -1).join('/') ?? '';
-  assert.equal(dir, '', 'a released lock leaves nothing behind');
+  const left = await storage.list('_tributary/guards/t', { recursive: true });
+  assert.equal(left.length, 1, 'a released lock leaves only itself, marked expired');
+  assert.equal(await g.isCompacting('t', 'warmup'), false);
   // Plant a dead compactor's lock and a dead writer's marker on partition p.
   const probe = await g.compact('t', 'p');
-  const lockKey = (await storage.list('_tributary/guards/t', { recursive: true }))[0]!.key;
+  const lockKey = (await storage.list('_tributary/guards/t', { recursive: true })).find((o) => !left.some((l) => l.key === o.key) && /\/compact@\d+$/.test(o.key))!.key;
   await probe!();
   await storage.put(lockKey, dead);
-  await storage.put(lockKey.replace(/compact$/, 'w-dead'), dead);
+  await storage.put(lockKey.replace(/compact@\d+$/, 'w-dead'), dead);
   assert.equal(await g.isCompacting('t', 'p'), false);
   assert.equal(await g.write('t', 'p', async () => 'wrote'), 'wrote');
   const again = await g.compact('t', 'p');
