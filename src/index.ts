@@ -27,6 +27,7 @@ export { queryHandler, fetchLiveQuery } from './query/query-endpoint.ts';
 export { runMerge, planMerge, collectGarbage, type MergeOptions, type MergeResult, type PartitionPlan } from './compact/merge.ts';
 export { convertJson, listJsonInputs, segmentLayoutDay } from './compact/json-to-parquet.ts';
 export { planJsonConversion, type JsonPlan, type JsonPlanOptions, type JsonPlanPartition } from './compact/json-plan.ts';
+export { verifyLake, type VerifyOptions, type VerifyPartition, type VerifyResult, type VerifyTable } from './verify/verify.ts';
 export { loadJobs, runJob, schedule, type JobDefinition, type JobContext } from './compact/jobs.ts';
 export { parseSchedule } from './compact/cron.ts';
 export { describeLake, type TableInfo, type FileInfo } from './query/describe.ts';

@@ -13,6 +13,7 @@ Commands:
   athena ddl            Athena CREATE EXTERNAL TABLE / ADD PARTITION statements for the lake
   athena query "<SQL>"  run SQL on Amazon Athena, printed like query
   catalog ls|sync       list the catalog; mirror the embedded catalog into Glue
+  verify <file ...|->   check that an input's events are all in the lake, each once
   dev                   collector + local log + consumer + live queries in one process
   demo                  generate sample events, ingest them and show the A/B-test results
 
@@ -33,6 +34,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   dev: async () => (await import('./commands/dev.ts')).devCommand,
   athena: async () => (await import('./commands/athena.ts')).athenaCommand,
   catalog: async () => (await import('./commands/catalog.ts')).catalogCommand,
+  verify: async () => (await import('./commands/verify.ts')).verifyCommand,
 };
 
 /** Runs the CLI; returns the exit code. */
