@@ -76,22 +76,21 @@ export function parquetWriteMemory(rows: number, spoolBytes: number): number {
 
 /**
  * A SELECT of `columns` over spool files: how rows leave the spool, for files and for live queries alike.
- * `tolerant` reads each raw event as JSON and takes its fields with json_extract (names matched
- * exactly; the first of a repeated key) instead of as a STRUCT, which DuckDB refuses for an object
- * with a repeated key (or two keys differing only in case): ~40% more CPU measured, so it is only the
- * fallback for spools that hold such an event.
+ * `tolerant` reads each raw event as JSON and takes each field from its members in order (names
+ * matched exactly; the last of a repeated key, as JSON.parse reads it) instead of as a STRUCT, which
+ * DuckDB refuses for an object with a repeated key (or two keys differing only in case): more CPU,
+ * so it is only the fallback for spools that hold such an event.
  */
 export function spoolSelectSql(spoolPaths: string[], columns: ColumnDef[], extra: string[] = [], tolerant = false): string {
   const read =
     `read_json([${spoolPaths.map(sqlString).join(', ')}], format='newline_delimited', maximum_object_size=4194304, ` +
     `columns={m: 'VARCHAR', r: 'BIGINT', t: 'BIGINT', o: 'BIGINT', s: 'BIGINT', e: ${tolerant ? "'JSON'" : sqlString(RAW_EVENT_STRUCT)}})`;
-  // Tolerant: e becomes the STRUCT the columns' SQL expects, from two multi-path extracts (names matched exactly).
-  const strs = RAW_EVENT_FIELDS.filter(([, t]) => t === 'VARCHAR').map(([f]) => f);
-  const jsons = RAW_EVENT_FIELDS.filter(([, t]) => t === 'JSON').map(([f]) => f);
-  const paths = (fs: string[]) => `[${fs.map((f) => sqlString(`$.${f}`)).join(', ')}]`;
+  // Tolerant: e becomes the STRUCT the columns' SQL expects, each field the *last* member of that exact
+  // name (as JSON.parse, which validation and routing used, reads it) from the object's keys and values in order.
+  const member = (f: string) => `vs[len(ks) + 1 - list_position(rk, ${sqlString(f)})]`;
   const source = tolerant
-    ? `(SELECT * REPLACE (struct_pack(${[...strs.map((f, i) => `${f} := js[${i + 1}]`), ...jsons.map((f, i) => `${f} := jj[${i + 1}]`)].join(', ')}) AS e) FROM ` +
-      `(SELECT *, json_extract_string(e, ${paths(strs)}) AS js, json_extract(e, ${paths(jsons)}) AS jj FROM ${read}))`
+    ? `(SELECT * EXCLUDE (ks, rk, vs) REPLACE (struct_pack(${RAW_EVENT_FIELDS.map(([f, t]) => `${f} := ${t === 'JSON' ? member(f) : `${member(f)} ->> '$'`}`).join(', ')}) AS e) FROM ` +
+      `(SELECT *, list_reverse(ks) AS rk FROM (SELECT *, json_keys(e) AS ks, json_extract(e, '$.*') AS vs FROM ${read})))`
     : read;
   // Each JSON column is parsed once per row for all the paths taken from it (ctx, and props where promoted columns are written).
   const props = columns.some((c) => c.sql.includes('props[')) ? `, json_extract_string(e.properties, [${PROMOTED_PROPERTIES.map((p) => sqlString(p.path)).join(', ')}]) AS props` : '';
