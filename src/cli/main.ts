@@ -14,6 +14,7 @@ Commands:
   athena query "<SQL>"  run SQL on Amazon Athena, printed like query
   catalog ls|sync       list the catalog; mirror the embedded catalog into Glue
   verify <file ...|->   check that an input's events are all in the lake, each once
+  delete-users          delete every event of given users (GDPR erasure), safe beside ingest
   dev                   collector + local log + consumer + live queries in one process
   demo                  generate sample events, ingest them and show the A/B-test results
 
@@ -35,6 +36,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   athena: async () => (await import('./commands/athena.ts')).athenaCommand,
   catalog: async () => (await import('./commands/catalog.ts')).catalogCommand,
   verify: async () => (await import('./commands/verify.ts')).verifyCommand,
+  'delete-users': async () => (await import('./commands/delete-users.ts')).deleteUsersCommand,
 };
 
 /** Runs the CLI; returns the exit code. */
