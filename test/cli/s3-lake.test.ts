@@ -38,7 +38,7 @@ test('every command works on an S3 lake (s3rver): ingest, query, tables, merge, 
   assert.deepEqual([again.written, again.deadLettered], [0, 0]);
 });
 
-test('an S3 lake registered in Glue (protocol stand-in): ingest and query through --catalog glue:<db>', async () => {
+test('an S3 lake registered in Glue (protocol stand-in): ingest, query, verify and delete-users through --catalog glue:<db>', async () => {
   const dir = tempDir('s3glue');
   const { endpoint, bucket } = await s3rverBucket();
   const glue = await startGlueStandIn();
@@ -52,6 +52,24 @@ test('an S3 lake registered in Glue (protocol stand-in): ingest and query throug
   const got = await lakeAnswers(lake, env, ['--catalog', 'glue:events_db']);
   assert.equal(got.total, expected.valid);
   assert.deepEqual(got.perType, expected.perType);
+  // verify and delete-users through S3 and Glue: the swap moves Glue's partition locations.
+  const v = await runCli(['verify', ...args, '--json', ...files], { env });
+  assert.equal(v.code, 0, v.stdout + v.stderr);
+  assert.equal(JSON.parse(v.stdout).expected, expected.valid);
+  const count = async (where: string) => Number(JSON.parse((await runCli(['query', ...args, '--format', 'json', `SELECT (SELECT count(*) FROM tracks${where}) + (SELECT count(*) FROM pages${where}) AS n`], { env })).stdout)[0].n);
+  const users = JSON.parse((await runCli(['query', ...args, '--format', 'json', 'SELECT user_id, count(*) AS n FROM tracks WHERE user_id IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1'], { env })).stdout);
+  const user = users[0].user_id as string;
+  const whereUser = ` WHERE user_id = '${user.replace(/'/g, "''")}'`;
+  const [all, mine] = [await count(''), await count(whereUser)];
+  assert.ok(mine > 0);
+  const d = await runCli(['delete-users', ...args, '--user-id', user, '--json'], { env });
+  assert.equal(d.code, 0, d.stderr);
+  assert.ok(JSON.parse(d.stdout).partitions > 0);
+  assert.equal(await count(whereUser), 0, 'the user\'s rows are gone');
+  assert.equal(await count(''), all - mine, 'every other row stays');
+  const after = await runCli(['verify', ...args, '--json', ...files], { env });
+  assert.equal(after.code, 1);
+  assert.ok(JSON.parse(after.stdout).missing >= mine);
   const bad = await runCli(['ingest', '--lake', `${dir}/local`, '--catalog', 'glue:x', ...files], { env });
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /needs the lake on S3/);
