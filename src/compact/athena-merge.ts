@@ -13,7 +13,7 @@ import { parsePartitionPath } from '../partition/hive-path.ts';
 import { FileCache } from '../storage/file-cache.ts';
 import { isHiddenName, type ObjectInfo, type Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlString } from '../writer/duckdb.ts';
-import { collectGarbage, commitGeneration, planMerge, type MergeOptions, type MergeResult, type PartitionPlan } from './merge.ts';
+import { collectGarbage, commitGeneration, planMerge, underCompactionLock, type MergeOptions, type MergeResult, type PartitionPlan } from './merge.ts';
 
 /**
  * Athena writes at most 100 partition × bucket combinations per CREATE TABLE AS SELECT or INSERT INTO
@@ -319,14 +319,7 @@ export async function runAthenaMerge(storage: Storage, catalog: Catalog, athena:
 
 /** Step 3 for one partition: the new generation, the versioned swap, the garbage record. */
 async function swapIn(storage: Storage, catalog: Catalog, guard: PartitionGuard, t: TableDef, staged: ObjectInfo[], rows: { expected: number; got: number }, plan: PartitionPlan, ranges: RangesMeta[], runId: string, graceMs: number, result: AthenaMergeResult): Promise<void> {
-  const pk = partitionKey(plan.values);
-  const release = await guard.compact(t.name, pk);
-  if (release === null) {
-    result.skipped.push({ table: t.name, values: plan.values, reason: 'another compaction holds this partition' });
-    return;
-  }
-  try {
-    const part = (await catalog.getPartitions(t.name)).find((p) => partitionKey(p.values) === pk);
+  await underCompactionLock(guard, catalog, t.name, plan.values, result.skipped, async (part) => {
     if (part === undefined || part.version !== plan.version || part.location !== plan.location) {
       result.skipped.push({ table: t.name, values: plan.values, reason: `the partition moved since the plan (version ${plan.version} → ${part?.version ?? 'gone'}): another compaction swapped it` });
       return;
@@ -366,9 +359,7 @@ async function swapIn(storage: Storage, catalog: Catalog, guard: PartitionGuard,
     result.filesIn += merged.size;
     result.filesOut += staged.length;
     result.bytesIn += plan.inputBytes;
-  } finally {
-    await release();
-  }
+  });
 }
 
 async function copyObject(storage: Storage, from: string, to: string): Promise<void> {

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { partitionKey, type Catalog, type PartitionDef, type TableDef } from '../catalog/catalog.ts';
+import { type Catalog, type PartitionDef, type TableDef } from '../catalog/catalog.ts';
 import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
 import { PartitionGuard } from '../catalog/partition-guard.ts';
 import { InputError, WriterError, badOption } from '../errors.ts';
@@ -11,7 +11,7 @@ import { FileCache } from '../storage/file-cache.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
 import { rowGroupRowsOfParquet, type Compression } from '../writer/parquet-file.ts';
-import { collectGarbage, commitGeneration, type MergeResult } from './merge.ts';
+import { collectGarbage, commitGeneration, underCompactionLock, type MergeResult } from './merge.ts';
 
 /** Whose events to delete: rows match when any of their identifier columns holds one of these. */
 export interface DeleteUsersOptions {
@@ -92,23 +92,16 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
     for (const [i, { t, p }] of todo.entries()) {
       const match = matchSql(t, userIds, anonymousIds);
       if (match === null) continue;
-      const pk = partitionKey(p.values);
       if (options.dryRun) {
         const hits = await matches(conn, cache, match, await listCommittedFiles(storage, catalog, t.name, [p]));
         for (const n of hits.values()) result.rows[t.name] = (result.rows[t.name] ?? 0) + n;
       } else {
-        const release = await guard.compact(t.name, pk);
-        if (release === null) {
-          result.skipped.push({ table: t.name, values: p.values, reason: 'another compaction holds this partition' });
-          continue;
-        }
-        try {
+        await underCompactionLock(guard, catalog, t.name, p.values, result.skipped, async (part) => {
           // Listed under the guard: no file lands here until the swap.
-          const part = (await catalog.getPartitions(t.name)).find((q) => partitionKey(q.values) === pk);
-          if (part === undefined) continue;
+          if (part === undefined) return;
           const files = await listCommittedFiles(storage, catalog, t.name, [part]);
           const hits = await matches(conn, cache, match, files);
-          if (hits.size === 0) continue;
+          if (hits.size === 0) return;
           const foreign = files.some((f) => isForeignDataFile(baseName(f.key)));
           const sidecar = foreign ? await readGenerationRanges(storage, part.location) : [];
           const write = async (gen: string, written: string[]) => {
@@ -125,13 +118,11 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
             return foreign ? sidecar : undefined;
           };
           const swapped = await commitGeneration(storage, catalog, { table: t, values: part.values, version: part.version, location: part.location, files: files.map((f) => f.key), write, graceMs, gcFields: { reason: 'user deletion' } }, result.skipped);
-          if (!swapped) continue;
+          if (!swapped) return;
           result.partitions++;
           result.files += hits.size;
           for (const n of hits.values()) result.rows[t.name] = (result.rows[t.name] ?? 0) + n;
-        } finally {
-          await release();
-        }
+        });
       }
       options.onProgress?.({ partitionsDone: i + 1, partitions: todo.length });
     }

@@ -175,18 +175,11 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
     const tables = new Map((await catalog.listTables()).map((t) => [t.name, t]));
     for (const [i, planned] of plans.entries()) {
       const t = tables.get(planned.table)!;
-      const pk = partitionKey(planned.values);
-      const release = await guard.compact(t.name, pk);
-      if (release === null) {
-        result.skipped.push({ table: t.name, values: planned.values, reason: 'another compaction holds this partition' });
-        continue;
-      }
-      try {
+      const held = await underCompactionLock(guard, catalog, t.name, planned.values, result.skipped, async (part) => {
         // Re-plan under the guard: files may have arrived since the plan was made.
-        const part = (await catalog.getPartitions(t.name)).find((p) => partitionKey(p.values) === pk);
         const files = part === undefined ? [] : (await listCommittedFiles(storage, catalog, t.name, [part]));
         const plan = part === undefined ? null : planPartition(t, part, files, o, Date.now());
-        if (plan === null) continue;
+        if (plan === null) return;
         // Files Athena compaction wrote have their ranges in the generation's sidecar, not in a footer.
         const foreign = files.some((f) => isForeignDataFile(baseName(f.key)));
         const sidecar = foreign ? await readGenerationRanges(storage, plan.location) : [];
@@ -209,14 +202,13 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
           return plan.keep.some((f) => isForeignDataFile(baseName(f.key))) ? sidecar : undefined;
         };
         const swapped = await commitGeneration(storage, catalog, { table: t, values: plan.values, version: plan.version, location: plan.location, files: files.map((f) => f.key), write, graceMs: o.graceMs }, result.skipped);
-        if (!swapped) continue;
+        if (!swapped) return;
         result.merged++;
         result.filesIn += plan.bins.flat().length;
         result.filesOut += plan.bins.length;
         result.bytesIn += plan.inputBytes;
-      } finally {
-        await release();
-      }
+      });
+      if (!held) continue;
       bytesDone += planned.inputBytes;
       options.onProgress?.({ partitionsDone: i + 1, partitions: plans.length, bytesDone, bytes: totalBytes });
     }
@@ -227,6 +219,26 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
   }
   result.seconds = (Date.now() - started) / 1000;
   return result;
+}
+
+/**
+ * Runs `fn` with the partition as the catalog has it now (undefined if gone), under the partition's
+ * compaction lock (PartitionGuard): no file lands in it until `fn` returns. When another compaction
+ * holds the lock, records the skip and returns false without running `fn`.
+ */
+export async function underCompactionLock(guard: PartitionGuard, catalog: Catalog, table: string, values: string[], skipped: MergeResult['skipped'], fn: (part: PartitionDef | undefined) => Promise<void>): Promise<boolean> {
+  const pk = partitionKey(values);
+  const release = await guard.compact(table, pk);
+  if (release === null) {
+    skipped.push({ table, values, reason: 'another compaction holds this partition' });
+    return false;
+  }
+  try {
+    await fn((await catalog.getPartitions(table)).find((p) => partitionKey(p.values) === pk));
+    return true;
+  } finally {
+    await release();
+  }
 }
 
 /** A partition's next generation, for commitGeneration. */
