@@ -182,3 +182,20 @@ test('commands on a local lake do not load the AWS SDK; a lake on S3 does', () =
   assert.notEqual(s3.code, 0);
   assert.ok(s3.imports.includes('@aws-sdk/client-s3'), s3.imports.join(', '));
 });
+
+test('tributary demo: generates, ingests, prints the A/B table and verifies the lake against what it generated; a second run adds nothing', async () => {
+  const dir = tempDir('demo');
+  const first = await runCli(['demo', '--lake', `${dir}/lake`, '--events', '5000'], { cwd: dir });
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stdout, /A\/B test results/);
+  assert.match(first.stdout, /experiment_name/);
+  const m = /verify: the lake holds the ([\d,]+) generated events exactly \(([\d,]+) found, 0 missing, 0 extra\)/.exec(first.stdout);
+  assert.ok(m, first.stdout);
+  assert.equal(m[1], m[2]);
+  const written = Number(/written ([\d,]+)/.exec(first.stdout)![1]!.replace(/,/g, ''));
+  assert.equal(Number(m[1]!.replace(/,/g, '')), written);
+  const second = await runCli(['demo', '--lake', `${dir}/lake`, '--events', '5000'], { cwd: dir });
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stdout, /written 0,/);
+  assert.match(second.stdout, /verify: the lake holds/);
+});
