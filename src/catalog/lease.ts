@@ -123,8 +123,18 @@ export async function acquireLease(storage: Storage, key: string): Promise<(() =
   const epoch = (found.at(-1)?.epoch ?? 0) + 1;
   const mine = `${key}@${epoch}`;
   if (!(await storage.putIfAbsent(mine, leaseBody()))) return null; // another process took it first
-  // The older objects' holders are dead or gone: only the newest epoch is kept.
-  if (found.length > 0) await storage.delete(found.map((o) => o.key)).catch(() => undefined);
+  // A listing taken while another process took the lease and pruned behind it can miss both the
+  // pruned object and the new one (a local listing is not a snapshot), and so name an epoch long
+  // gone: a newer epoch in a second listing means someone else holds the lease.
+  const after = await leaseObjects(storage, key);
+  if (after.some((o) => o.epoch > epoch)) {
+    await storage.delete([mine]);
+    return null;
+  }
+  // Epochs before the previous one are pruned; the previous one stays, so a listing racing this
+  // acquisition still sees an epoch at least as new as the one it could otherwise take again.
+  const stale = after.filter((o) => o.epoch < epoch - 1).map((o) => o.key);
+  if (stale.length > 0) await storage.delete(stale).catch(() => undefined);
   const next = `${key}@${epoch + 1}`;
   const beat = heartbeat(storage, mine, async () => (await storage.get(next)) !== undefined);
   return async () => {

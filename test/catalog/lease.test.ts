@@ -37,7 +37,7 @@ test('a lease whose holder was killed on this machine is free at once; a live ho
   const release = await acquireLease(storage, '_tributary/leases/job');
   assert.notEqual(release, null);
   assert.equal(await isHeld(storage, '_tributary/leases/job'), true, 'now held by this process');
-  assert.deepEqual((await storage.list('_tributary/leases')).map((o) => o.key), ['_tributary/leases/job@2'], 'the dead holder\'s epoch is gone');
+  assert.deepEqual((await storage.list('_tributary/leases')).map((o) => o.key), ['_tributary/leases/job@1', '_tributary/leases/job@2'], 'the previous epoch is kept, none before it');
   await release!();
   assert.equal(await isHeld(storage, '_tributary/leases/job'), false);
   assert.notEqual(await storage.get('_tributary/leases/job@2'), undefined, 'released: kept, marked expired, so epochs never go back');
@@ -80,12 +80,34 @@ test('a holder taken over after stalling past its expiry neither revives nor rel
   await storage.put('l@1', JSON.stringify({ owner: 'stalled', expiresAtMs: Date.now() - 1 }));
   const second = await acquireLease(storage, 'l');
   assert.notEqual(second, null);
+  const taken = (await storage.get('l@1'))!.toString();
   await first!(); // the stalled holder wakes up and releases
-  assert.equal(await storage.get('l@1'), undefined, 'the stalled holder wrote nothing back');
+  assert.equal((await storage.get('l@1'))!.toString(), taken, 'the stalled holder wrote nothing back');
   assert.equal(await isHeld(storage, 'l'), true, 'the second holder still holds it');
   assert.equal(await acquireLease(storage, 'l'), null);
   await second!();
   assert.equal(await isHeld(storage, 'l'), false);
+});
+
+test('a listing that missed the current holder (taken while the lease changed hands) does not lead to a second holder', async () => {
+  const base = new LocalStorage(tempDir('lease-list'));
+  for (let i = 0; i < 3; i++) await (await acquireLease(base, 'l'))!(); // epochs 1..3, released
+  const holder = await acquireLease(base, 'l'); // epoch 4, held
+  assert.notEqual(holder, null);
+  // A local listing is not a snapshot: one racing a takeover can see neither the pruned object nor the new one.
+  let lists = 0;
+  const racing = new Proxy(base, {
+    get(target, prop, receiver) {
+      if (prop === 'list') return async (prefix: string, o?: { recursive?: boolean }) => (lists++ === 0 ? [] : target.list(prefix, o));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  assert.equal(await acquireLease(racing, 'l'), null, 'the second listing shows the newer epoch: someone holds it');
+  assert.equal(await base.get('l@1'), undefined, 'the epoch taken on the stale listing was given back');
+  assert.equal(await isHeld(base, 'l'), true);
+  await holder!();
+  assert.equal(await isHeld(base, 'l'), false);
 });
 
 test('a live lease written before epochs is respected', async () => {
