@@ -52,6 +52,30 @@ export interface DeleteUsersResult {
   seconds: number;
 }
 
+/**
+ * Reads an ids file: one id a line, `user:ID` or `anonymous:ID` (a bare line is a userId); blank
+ * lines are skipped. Throws InputError naming the file and line of an empty id.
+ */
+export async function readIdsFile(file: string): Promise<{ userIds: string[]; anonymousIds: string[] }> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    throw new InputError(`cannot read the ids file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const userIds: string[] = [];
+  const anonymousIds: string[] = [];
+  for (const [i, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (line === '') continue;
+    const anonymous = line.startsWith('anonymous:');
+    const id = anonymous ? line.slice('anonymous:'.length) : line.startsWith('user:') ? line.slice('user:'.length) : line;
+    if (id === '') throw new InputError(`${file}, line ${i + 1}: no id after "${line}"`);
+    (anonymous ? anonymousIds : userIds).push(id);
+  }
+  return { userIds, anonymousIds };
+}
+
 /** Most ids one run takes: they are spelled into the SQL of every partition's scan. */
 const MAX_IDS = 10_000;
 

@@ -9,6 +9,7 @@ import { parseDuration, parseSize } from '../units.ts';
 import { parseSchedule, type Schedule } from './cron.ts';
 import { convertJson, isS3Location, listJsonInputs } from './json-to-parquet.ts';
 import { runMerge } from './merge.ts';
+import { deleteUsers, readIdsFile } from './delete-users.ts';
 
 /** What a job gets to work with. */
 export interface JobContext {
@@ -34,7 +35,7 @@ export interface JobDefinition {
 interface JsonJob {
   name: string;
   schedule?: string;
-  kind: 'merge' | 'json';
+  kind: 'merge' | 'json' | 'delete-users';
   options?: Record<string, unknown>;
 }
 
@@ -75,7 +76,27 @@ function fromJson(j: JsonJob, file: string): JobDefinition {
       },
     };
   }
-  badOption(`${file}: job ${j.name}.kind`, (j as { kind: unknown }).kind, '"merge" or "json"');
+  if (j.kind === 'delete-users') {
+    const idsFile = str('idsFile');
+    if (idsFile === undefined) badOption(`${file}: job ${j.name}.options.idsFile`, idsFile, 'the file of ids to delete (one a line, user:ID or anonymous:ID)');
+    return {
+      name: j.name,
+      schedule: j.schedule,
+      run: async ({ storage, catalog }) => {
+        // Read at each run: the file may gain ids between runs (ids already deleted find nothing).
+        const ids = await readIdsFile(path.resolve(path.dirname(file), idsFile!));
+        if (ids.userIds.length + ids.anonymousIds.length === 0) return 'no ids in the file';
+        const r = await deleteUsers(storage, catalog, {
+          ...ids,
+          table: str('table'),
+          graceMs: str('grace') === undefined ? undefined : parseDuration(`${j.name}.grace`, str('grace')!),
+        });
+        const rows = Object.values(r.rows).reduce((a, b) => a + b, 0);
+        return `deleted ${rows} rows (${r.files} files rewritten in ${r.partitions} partitions), ${r.deadLetters} dead letters${r.skipped.length > 0 ? `; ${r.skipped.length} partitions busy, left for the next run` : ''}`;
+      },
+    };
+  }
+  badOption(`${file}: job ${j.name}.kind`, (j as { kind: unknown }).kind, '"merge", "json" or "delete-users"');
 }
 
 /** A validated job with its parsed schedule. */

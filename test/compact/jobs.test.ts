@@ -5,7 +5,7 @@ import { sampleLines } from '../../src/sample/generate.ts';
 import { cliQuery } from '../support/lake-answers.ts';
 import { runCli, spawnCli, tempDir } from '../support/tmp.ts';
 
-test('jobs from tributary.jobs.json: list, run a backfill and a merge by name, unknown names refused', async () => {
+test('jobs from tributary.jobs.json: list, run a backfill, a merge and an erasure by name, unknown names refused', async () => {
   const dir = tempDir('jobs');
   mkdirSync(`${dir}/raw`);
   writeFileSync(`${dir}/raw/a.ndjson`, [...sampleLines({ count: 3000, seed: 51 })].join('\n'));
@@ -15,6 +15,7 @@ test('jobs from tributary.jobs.json: list, run a backfill and a merge by name, u
       jobs: [
         { name: 'backfill', kind: 'json', options: { from: './raw', targetFileSize: '8KB' } },
         { name: 'nightly-merge', kind: 'merge', schedule: '0 3 * * *', options: { grace: '0s' } },
+        { name: 'erasures', kind: 'delete-users', schedule: '@daily', options: { idsFile: './erasures.txt' } },
       ],
     }),
   );
@@ -31,9 +32,21 @@ test('jobs from tributary.jobs.json: list, run a backfill and a merge by name, u
   assert.ok((n!.n as number) > 1000);
   const again = await runCli(['jobs', 'run', 'backfill'], { cwd: dir });
   assert.match(again.stdout, /written 0, dead letters 0, already there 3000/);
+  // The erasure job reads its ids file at each run: two users' rows go, and a second run finds nothing.
+  const users = [...sampleLines({ count: 3000, seed: 51 })].map((l) => JSON.parse(l) as { userId?: string }).filter((e) => e.userId !== undefined);
+  const [u1, u2] = [...new Set(users.map((e) => e.userId!))];
+  const theirs = users.filter((e) => e.userId === u1 || e.userId === u2).length;
+  const before = (await cliQuery(`${dir}/lake`, `SELECT (SELECT count(*) FROM tracks) + (SELECT count(*) FROM pages) + (SELECT count(*) FROM identifies) + (SELECT count(*) FROM screens) + (SELECT count(*) FROM groups) + (SELECT count(*) FROM aliases) AS n`))[0]!.n as number;
+  writeFileSync(`${dir}/erasures.txt`, `user:${u1}\n${u2}\n`);
+  const e = await runCli(['jobs', 'run', 'erasures'], { cwd: dir });
+  assert.equal(e.code, 0, e.stderr);
+  assert.match(e.stdout, new RegExp(`erasures: deleted ${theirs} rows`));
+  const after = (await cliQuery(`${dir}/lake`, `SELECT (SELECT count(*) FROM tracks) + (SELECT count(*) FROM pages) + (SELECT count(*) FROM identifies) + (SELECT count(*) FROM screens) + (SELECT count(*) FROM groups) + (SELECT count(*) FROM aliases) AS n`))[0]!.n as number;
+  assert.equal(after, before - theirs);
+  assert.match((await runCli(['jobs', 'run', 'erasures'], { cwd: dir })).stdout, /erasures: deleted 0 rows/);
   const bad = await runCli(['jobs', 'run', 'nope'], { cwd: dir });
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /no job named "nope"; defined: backfill, nightly-merge/);
+  assert.match(bad.stderr, /no job named "nope"; defined: backfill, nightly-merge, erasures/);
 });
 
 test('two schedulers never run the same job at once', async () => {

@@ -1,6 +1,5 @@
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { deleteUsers, type DeleteUsersResult } from '../../compact/delete-users.ts';
+import { deleteUsers, readIdsFile, type DeleteUsersResult } from '../../compact/delete-users.ts';
 import { ConfigError } from '../../errors.ts';
 import { parseDuration } from '../../units.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
@@ -46,21 +45,14 @@ export async function deleteUsersCommand(argv: string[], io: Io): Promise<number
   const userIds = [...(values['user-id'] ?? [])];
   const anonymousIds = [...(values['anonymous-id'] ?? [])];
   if (values['ids-file'] !== undefined) {
-    const file = path.resolve(io.cwd, values['ids-file']);
-    let text: string;
+    let more: Awaited<ReturnType<typeof readIdsFile>>;
     try {
-      text = await fsp.readFile(file, 'utf8');
+      more = await readIdsFile(path.resolve(io.cwd, values['ids-file']));
     } catch (err) {
-      throw new ConfigError(`--ids-file: cannot read ${file}: ${(err as Error).message}`);
+      throw new ConfigError(`--ids-file: ${(err as Error).message}`, { cause: err });
     }
-    for (const [i, raw] of text.split('\n').entries()) {
-      const line = raw.trim();
-      if (line === '') continue;
-      const anonymous = line.startsWith('anonymous:');
-      const id = anonymous ? line.slice('anonymous:'.length) : line.startsWith('user:') ? line.slice('user:'.length) : line;
-      if (id === '') throw new ConfigError(`--ids-file: line ${i + 1} of ${file} names no id`);
-      (anonymous ? anonymousIds : userIds).push(id);
-    }
+    userIds.push(...more.userIds);
+    anonymousIds.push(...more.anonymousIds);
   }
   for (const id of [...userIds, ...anonymousIds]) if (id.length === 0) throw new ConfigError('delete-users: an empty id deletes nothing; give the id');
   if (userIds.length + anonymousIds.length === 0) throw new ConfigError('delete-users: no ids given (--user-id, --anonymous-id or --ids-file)');

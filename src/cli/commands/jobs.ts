@@ -6,7 +6,7 @@ import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 export const JOBS_HELP = `tributary jobs list | run NAME | schedule   [--lake DIR] [--dir DIR]
 
 Jobs are defined in DIR/jobs/*.ts (default export: { name, schedule?, run(ctx) }) and in
-DIR/tributary.jobs.json ({"jobs": [{"name", "kind": "merge"|"json", "schedule"?, "options"?}]});
+DIR/tributary.jobs.json ({"jobs": [{"name", "kind": "merge"|"json"|"delete-users", "schedule"?, "options"?}]});
 DIR defaults to the working directory. Schedules are cron in UTC ("0 3 * * *"), @daily-style
 aliases or "@every 10m". A job runs under a lease, so two schedulers never run it at once.
 
