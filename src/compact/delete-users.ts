@@ -111,11 +111,12 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
   const cache = new FileCache(storage);
   const guard = new PartitionGuard(storage);
   try {
-    const todo: Array<{ t: TableDef; p: PartitionDef }> = [];
-    for (const t of tables) for (const p of await catalog.getPartitions(t.name)) todo.push({ t, p });
-    for (const [i, { t, p }] of todo.entries()) {
+    const todo: Array<{ t: TableDef; p: PartitionDef; match: string }> = [];
+    for (const t of tables) {
       const match = matchSql(t, userIds, anonymousIds);
-      if (match === null) continue;
+      if (match !== null) for (const p of await catalog.getPartitions(t.name)) todo.push({ t, p, match });
+    }
+    for (const [i, { t, p, match }] of todo.entries()) {
       if (options.dryRun) {
         const hits = await matches(conn, cache, match, await listCommittedFiles(storage, catalog, t.name, [p]));
         for (const n of hits.values()) result.rows[t.name] = (result.rows[t.name] ?? 0) + n;

@@ -8,8 +8,8 @@ import { encoderInput, resolveIngestOptions, type IngestOptions } from '../inges
 import { recoverTable, type RecoveredTable } from '../ingest/recovery.ts';
 import { encoderConfig, tableLayouts } from '../ingest/tables.ts';
 import { FileSource } from '../source/file-source.ts';
-import { eventPosition, recordPosition } from '../source/source.ts';
-import type { Storage } from '../storage/storage.ts';
+import { eventPosition, recordPosition, refusedBySource } from '../source/source.ts';
+import { downloadObject, type Storage } from '../storage/storage.ts';
 import { openDuckDB } from '../writer/duckdb.ts';
 import { segmentLayoutDay, type JsonInput } from './json-to-parquet.ts';
 
@@ -103,11 +103,7 @@ export async function planJsonConversion(storage: Storage, catalog: Catalog, inp
         // An object in S3 is fetched whole to a scratch directory, streamed where the storage can (the plan never holds more than one).
         tmp ??= await fsp.mkdtemp(path.join(os.tmpdir(), 'tributary-plan-'));
         local = path.join(tmp, 'input');
-        const { storage: from, key } = input.object;
-        let found: unknown;
-        if (from.download !== undefined) found = await from.download(key, local);
-        else if ((found = await from.get(key)) !== undefined) await fsp.writeFile(local, found as Buffer);
-        if (found === undefined) throw new InputError(`cannot read input ${input.path}: it no longer exists`);
+        if ((await downloadObject(input.object.storage, input.object.key, local)) === undefined) throw new InputError(`cannot read input ${input.path}: it no longer exists`);
         fallback ??= input.object.mtimeMs;
       }
       const source = new FileSource([local], { fallbackReceivedAt: () => fallback });
@@ -120,7 +116,7 @@ export async function planJsonConversion(storage: Storage, catalog: Catalog, inp
         ev += enc.events;
         dead += enc.invalid.length;
         if (nd === undefined) {
-          for (const r of batch.records) if (r.rejected !== undefined || r.oversizeBytes !== undefined) (ev++, dead++);
+          for (const r of batch.records) if (refusedBySource(r)) (ev++, dead++);
         }
         for (const g of enc.groups) {
           let rec = recovered.get(g.table);

@@ -26,6 +26,12 @@ export interface DeadLetter {
   meta?: Record<string, string>;
 }
 
+/** The shard and position range a dead-letter file's name (`…/<shard>-<first>-<last>.ndjson`) holds, or null for another name. */
+export function deadLetterFileRange(key: string): { shard: string; first: bigint; last: bigint } | null {
+  const m = /\/([^/]+)-(\d+)-(\d+)\.ndjson$/.exec(key);
+  return m === null ? null : { shard: m[1]!, first: BigInt(m[2]!), last: BigInt(m[3]!) };
+}
+
 /** Dead letters buffered per shard before a flush, in characters. */
 const FLUSH_CHARS = 4 * 1024 * 1024;
 
@@ -54,10 +60,9 @@ export class DeadLetterSink {
   /** Reads the per-shard high-water marks of dead letters already written. */
   async recover(): Promise<void> {
     for (const o of await this.storage.list(this.prefix, { recursive: true })) {
-      const m = /\/([^/]+)-(\d+)-(\d+)\.ndjson$/.exec(o.key);
-      if (m === null) continue;
-      const last = BigInt(m[3]!);
-      if ((this.hwm.get(m[1]!) ?? -1n) < last) this.hwm.set(m[1]!, last);
+      const r = deadLetterFileRange(o.key);
+      if (r === null) continue;
+      if ((this.hwm.get(r.shard) ?? -1n) < r.last) this.hwm.set(r.shard, r.last);
     }
   }
 

@@ -255,6 +255,15 @@ export function spoolPrefix(ev: DecodedEvent): string {
   );
 }
 
+/**
+ * The message id of the spool line starting at `start` of `bytes`, as the JSON string literal
+ * spoolPrefix wrote (`{"m":"…","r":…`: inside a JSON string every `"` is escaped, so the first
+ * `,"r":` ends it).
+ */
+export function spoolMessageIdJson(bytes: Buffer, start: number): string {
+  return bytes.toString('utf8', start + 5, bytes.indexOf(',"r":', start));
+}
+
 interface Group {
   type: EventType;
   table: string;

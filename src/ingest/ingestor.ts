@@ -9,7 +9,7 @@ import { DEFAULT_TABLE_OF, EVENT_TYPES, type EventType } from '../events/schema.
 import { TributaryError, WriterError, badOption } from '../errors.ts';
 import { partitionPath } from '../partition/hive-path.ts';
 import { parsePartitionSpec, type PartitionField } from '../partition/spec.ts';
-import { SUB_POSITION_BITS, eventPosition, recordPosition, type RecordBatch, type Source } from '../source/source.ts';
+import { SUB_POSITION_BITS, eventPosition, recordPosition, refusedBySource, type RecordBatch, type Source } from '../source/source.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, type DuckDBOptions } from '../writer/duckdb.ts';
 import { parquetWriteMemory, writeParquet, type Compression } from '../writer/parquet-file.ts';
@@ -51,7 +51,7 @@ function finalFlushOrder(bufs: SpoolBuffer[]): SpoolBuffer[] {
 export function encoderInput(batch: RecordBatch): EncoderInput {
   const ctx = { fallbackReceivedAtMs: batch.fallbackReceivedAtMs, stampReceivedAt: batch.stampReceivedAt ?? false };
   if (batch.ndjson !== undefined) return { kind: 'ndjson', bytes: batch.ndjson.bytes, ctx, firstLineOfFile: batch.ndjson.startsFile };
-  const texts = batch.records.map((r) => (r.oversizeBytes === undefined && r.rejected === undefined ? r.data : null));
+  const texts = batch.records.map((r) => (refusedBySource(r) ? null : r.data));
   if (!batch.records.some((r) => r.receivedAtMs !== undefined)) return { kind: 'records', texts, ctx };
   return { kind: 'records', texts, ctx, fallbacks: batch.records.map((r) => r.receivedAtMs ?? batch.fallbackReceivedAtMs) };
 }

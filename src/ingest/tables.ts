@@ -1,6 +1,5 @@
 import { PARQUET_FORMAT, type TableDef } from '../catalog/catalog.ts';
-import { columnsFor, type ColumnDef, type EventType } from '../events/schema.ts';
-import { EVENT_TYPES } from '../events/schema.ts';
+import { EVENT_TYPES, columnsFor, type ColumnDef, type EventType } from '../events/schema.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { EncoderConfig } from './encoder.ts';
 

@@ -14,6 +14,11 @@ export interface SourceRecord {
   meta?: Record<string, string>;
 }
 
+/** True for a record the source itself refused (unusable, or longer than it accepts): dead-lettered without decoding. */
+export function refusedBySource(r: SourceRecord): boolean {
+  return r.rejected !== undefined || r.oversizeBytes !== undefined;
+}
+
 /** Records read together from one shard. */
 export interface RecordBatch {
   /** Shard id, safe as a file-name part ([A-Za-z0-9_-]). */

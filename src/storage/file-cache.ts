@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { badOption, StorageError } from '../errors.ts';
 import { parseSize } from '../units.ts';
-import type { ObjectInfo, Storage } from './storage.ts';
+import { downloadObject, type ObjectInfo, type Storage } from './storage.ts';
 
 /** Default size cap of the cache: 10 GiB. */
 export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
@@ -388,11 +388,7 @@ export class CacheLease {
       try {
         // Again each time: a concurrent eviction prunes directories it empties.
         await fsp.mkdir(path.dirname(tmp), { recursive: true });
-        if (this.storage.download !== undefined) return await this.storage.download(key, tmp);
-        const body = await this.storage.get(key);
-        if (body === undefined) return undefined;
-        await fsp.writeFile(tmp, body);
-        return { size: body.length };
+        return await downloadObject(this.storage, key, tmp);
       } catch (err) {
         const retriable = (err as StorageError).retriable || (err as NodeJS.ErrnoException).code === 'ENOENT';
         if (!retriable || attempt >= FETCH_ATTEMPTS) throw err;

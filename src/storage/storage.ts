@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+
 /** One object in storage, as listed. */
 export interface ObjectInfo {
   /** Key relative to the storage root, with '/' separators. */
@@ -42,6 +44,18 @@ export interface Storage {
   download?(key: string, localPath: string): Promise<{ size: number; etag?: string } | undefined>;
   /** A path DuckDB can read the object from directly, or undefined when it must be fetched first. */
   localPath(key: string): string | undefined;
+}
+
+/**
+ * Copies the object at `key` into the local file `localPath`: streamed where the storage can
+ * (download), else read whole and written. Its size and version tag, or undefined when there is none.
+ */
+export async function downloadObject(storage: Storage, key: string, localPath: string): Promise<{ size: number; etag?: string } | undefined> {
+  if (storage.download !== undefined) return storage.download(key, localPath);
+  const body = await storage.get(key);
+  if (body === undefined) return undefined;
+  await writeFile(localPath, body);
+  return { size: body.length };
 }
 
 /** True for names readers must ignore (Hive, Athena and Spark skip names starting with '_' or '.'). */

@@ -3,11 +3,12 @@ import { once } from 'node:events';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Catalog } from '../catalog/catalog.ts';
-import { Encoder } from '../ingest/encoder.ts';
+import { deadLetterFileRange } from '../ingest/dead-letters.ts';
+import { Encoder, spoolMessageIdJson } from '../ingest/encoder.ts';
 import { encoderInput, resolveIngestOptions, type IngestOptions } from '../ingest/ingestor.ts';
 import { encoderConfig, tableLayouts } from '../ingest/tables.ts';
 import { LakeQuery } from '../query/lake-query.ts';
-import { eventPosition, recordPosition, type Source } from '../source/source.ts';
+import { eventPosition, recordPosition, refusedBySource, type Source } from '../source/source.ts';
 import type { Storage } from '../storage/storage.ts';
 import { sqlIdent, sqlString } from '../writer/duckdb.ts';
 
@@ -88,7 +89,7 @@ export async function verifyLake(storage: Storage, catalog: Catalog, source: Sou
       events += enc.events;
       for (const inv of enc.invalid) refuse(batch.shard, eventPosition(recordPosition(batch, inv.record), inv.sub));
       if (batch.ndjson === undefined) {
-        for (const r of batch.records) if (r.rejected !== undefined || r.oversizeBytes !== undefined) (events++, refuse(batch.shard, eventPosition(r.position, 0)));
+        for (const r of batch.records) if (refusedBySource(r)) (events++, refuse(batch.shard, eventPosition(r.position, 0)));
       }
       let out = '';
       for (const g of enc.groups) {
@@ -96,9 +97,7 @@ export async function verifyLake(storage: Storage, catalog: Catalog, source: Sou
         const part = JSON.stringify(g.pairs.map(([k, v]) => `${k}=${v}`).join('/'));
         const text = Buffer.from(g.bytes.buffer, g.bytes.byteOffset, g.bytes.byteLength);
         for (let i = 0; i < g.record.length; i++) {
-          // A spool line starts {"m":<message id as a JSON string>,"r":… (see spoolPrefix); `,"r":` cannot occur inside the string.
-          const start = g.offsets[i]!, end = text.indexOf(',"r":', start);
-          out += `{"t":${JSON.stringify(g.table)},"p":${part},"m":${text.toString('utf8', start + 5, end)}}\n`;
+          out += `{"t":${JSON.stringify(g.table)},"p":${part},"m":${spoolMessageIdJson(text, g.offsets[i]!)}}\n`;
         }
       }
       if (enc.buffer !== null) encoder.recycle([enc.buffer]);
@@ -168,8 +167,8 @@ async function missingDeadLetters(storage: Storage, sourceName: string, expected
   const left = new Map([...expected].map(([shard, s]) => [shard, new Set(s)]));
   for (const o of await storage.list(`_deadletter/${sourceName}`, { recursive: true })) {
     // Names are <shard>-<first>-<last>.ndjson: only files of the input's shards are read.
-    const m = /\/([^/]+)-(\d+)-(\d+)\.ndjson$/.exec(o.key);
-    const want = m === null ? undefined : left.get(m[1]!);
+    const range = deadLetterFileRange(o.key);
+    const want = range === null ? undefined : left.get(range.shard);
     if (want === undefined || want.size === 0) continue;
     const body = await storage.get(o.key);
     if (body === undefined) continue;

@@ -54,7 +54,6 @@ export async function deleteUsersCommand(argv: string[], io: Io): Promise<number
     userIds.push(...more.userIds);
     anonymousIds.push(...more.anonymousIds);
   }
-  for (const id of [...userIds, ...anonymousIds]) if (id.length === 0) throw new ConfigError('delete-users: an empty id deletes nothing; give the id');
   if (userIds.length + anonymousIds.length === 0) throw new ConfigError('delete-users: no ids given (--user-id, --anonymous-id or --ids-file)');
   const settings = await lakeSettings(values, io);
   const { storage, catalog } = await settings.open();
