@@ -1,19 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { ATHENA_MAX_QUERY_LENGTH, type AthenaResult, type AthenaRunOptions } from '../athena/athena-query.ts';
 import { partitionKey, type Catalog, type TableDef } from '../catalog/catalog.ts';
 import { listCommittedFiles } from '../catalog/files.ts';
 import { PartitionGuard } from '../catalog/partition-guard.ts';
-import { badOption, ConfigError, QueryError } from '../errors.ts';
+import { badOption, ConfigError } from '../errors.ts';
 import { FOREIGN_FILE_PREFIX, RANGES_METADATA_KEY, isForeignDataFile, parseDataFileName } from '../ingest/file-names.ts';
 import { readGenerationRanges, unionRanges, type RangesMeta } from '../ingest/recovery.ts';
 import { parsePartitionPath } from '../partition/hive-path.ts';
 import { FileCache } from '../storage/file-cache.ts';
-import { isHiddenName, type ObjectInfo, type Storage } from '../storage/storage.ts';
-import { openDuckDB, sqlString } from '../writer/duckdb.ts';
-import { collectGarbage, commitGeneration, planMerge, underCompactionLock, type MergeOptions, type MergeResult, type PartitionPlan } from './merge.ts';
+import { copyObject, isHiddenName, type ObjectInfo, type Storage } from '../storage/storage.ts';
+import { sqlString } from '../writer/duckdb.ts';
+import { collectGarbage, commitGeneration, planMerge, underCompactionLock, withScratchDuckDB, type MergeOptions, type MergeResult, type PartitionPlan } from './merge.ts';
 
 /**
  * Athena writes at most 100 partition × bucket combinations per CREATE TABLE AS SELECT or INSERT INTO
@@ -362,13 +360,6 @@ async function swapIn(storage: Storage, catalog: Catalog, guard: PartitionGuard,
   });
 }
 
-async function copyObject(storage: Storage, from: string, to: string): Promise<void> {
-  if (storage.copy !== undefined) return storage.copy(from, to);
-  const body = await storage.get(from);
-  if (body === undefined) throw new QueryError(`${storage.root}/${from} disappeared before it could be copied into the new generation`);
-  await storage.put(to, body);
-}
-
 /**
  * The source ranges of each plan's merged files: from their names (single-shard files), their
  * generation's sidecar (files Athena wrote), else their Parquet footers (read through the file cache).
@@ -390,13 +381,9 @@ async function inputRanges(storage: Storage, plans: PartitionPlan[]): Promise<Ma
     out.set(p, found);
   }
   if (footers.length === 0) return out;
-  const spoolBase = storage.localPath('_tributary/spool') ?? path.join(os.tmpdir(), 'tributary-spool');
-  await fsp.mkdir(spoolBase, { recursive: true });
-  const spool = await fsp.mkdtemp(path.join(spoolBase, `athena-${process.pid}-`));
-  const { instance, conn } = await openDuckDB({ tempDirectory: path.join(spool, 'duckdb') });
-  // A cache of its own with no room to keep anything: one footer's file on disk at a time.
-  const cache = new FileCache(storage, { dir: path.join(spool, 'copies'), maxBytes: 0 });
-  try {
+  await withScratchDuckDB(storage, 'athena', {}, async (spool, conn) => {
+    // A cache of its own with no room to keep anything: one footer's file on disk at a time.
+    const cache = new FileCache(storage, { dir: path.join(spool, 'copies'), maxBytes: 0 });
     for (const f of footers) {
       const lease = cache.lease();
       try {
@@ -410,11 +397,7 @@ async function inputRanges(storage: Storage, plans: PartitionPlan[]): Promise<Ma
         lease.release();
       }
     }
-  } finally {
-    conn.closeSync();
-    instance.closeSync();
-    await fsp.rm(spool, { recursive: true, force: true });
-  }
+  });
   return out;
 }
 

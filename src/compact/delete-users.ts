@@ -1,5 +1,4 @@
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Catalog, type PartitionDef, type TableDef } from '../catalog/catalog.ts';
 import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
@@ -8,10 +7,10 @@ import { InputError, WriterError, badOption } from '../errors.ts';
 import { RANGES_METADATA_KEY, isForeignDataFile } from '../ingest/file-names.ts';
 import { readGenerationRanges } from '../ingest/recovery.ts';
 import { FileCache } from '../storage/file-cache.ts';
-import type { Storage } from '../storage/storage.ts';
+import { copyObject, type Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
 import { rowGroupRowsOfParquet, type Compression } from '../writer/parquet-file.ts';
-import { collectGarbage, commitGeneration, underCompactionLock, type MergeResult } from './merge.ts';
+import { collectGarbage, commitGeneration, underCompactionLock, withScratchDuckDB, type MergeResult } from './merge.ts';
 
 /** Whose events to delete: rows match when any of their identifier columns holds one of these. */
 export interface DeleteUsersOptions {
@@ -104,13 +103,9 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
 
   const result: DeleteUsersResult = { rows: {}, partitions: 0, files: 0, deadLetters: 0, skipped: [], garbageDeleted: 0, seconds: 0 };
   if (!options.dryRun) result.garbageDeleted = await collectGarbage(storage, catalog, graceMs);
-  const spoolBase = storage.localPath('_tributary/spool') ?? path.join(os.tmpdir(), 'tributary-spool');
-  await fsp.mkdir(spoolBase, { recursive: true });
-  const spool = await fsp.mkdtemp(path.join(spoolBase, `delete-${process.pid}-`));
-  const { instance, conn } = await openDuckDB({ tempDirectory: path.join(spool, 'duckdb'), threads: 1, ...options.duckdb, preserveInsertionOrder: true });
   const cache = new FileCache(storage);
   const guard = new PartitionGuard(storage);
-  try {
+  await withScratchDuckDB(storage, 'delete', { threads: 1, ...options.duckdb, preserveInsertionOrder: true }, async (spool, conn) => {
     const todo: Array<{ t: TableDef; p: PartitionDef; match: string }> = [];
     for (const t of tables) {
       const match = matchSql(t, userIds, anonymousIds);
@@ -136,8 +131,7 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
                 const local = path.join(spool, baseName(f.key));
                 await rewriteWithout(conn, cache, t, f, match, hits.get(f.key)!, local, compression);
                 await storage.putFile(to, local);
-              } else if (storage.copy !== undefined) await storage.copy(f.key, to);
-              else await storage.put(to, (await storage.get(f.key)) ?? Buffer.alloc(0));
+              } else await copyObject(storage, f.key, to);
               written.push(to);
             }
             return foreign ? sidecar : undefined;
@@ -154,11 +148,7 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
     result.deadLetters = await scrubDeadLetters(storage, new Set([...userIds, ...anonymousIds]), options.dryRun === true);
     // With no grace period, what the swaps just replaced goes now rather than at the next run.
     if (!options.dryRun && graceMs === 0) result.garbageDeleted += await collectGarbage(storage, catalog, 0);
-  } finally {
-    conn.closeSync();
-    instance.closeSync();
-    await fsp.rm(spool, { recursive: true, force: true });
-  }
+  });
   result.seconds = (Date.now() - started) / 1000;
   return result;
 }

@@ -11,7 +11,8 @@ import { FileCache, type CachedObject } from '../storage/file-cache.ts';
 import { GENERATION_RANGES_NAME, RANGES_METADATA_KEY, isForeignDataFile } from '../ingest/file-names.ts';
 import { readGenerationRanges, unionRanges, type RangesMeta } from '../ingest/recovery.ts';
 import { partitionPath } from '../partition/hive-path.ts';
-import type { Storage } from '../storage/storage.ts';
+import { copyObject, type Storage } from '../storage/storage.ts';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
 import { rowGroupRowsOfParquet, type Compression } from '../writer/parquet-file.ts';
 
@@ -165,13 +166,9 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
     return result;
   }
   const guard = new PartitionGuard(storage);
-  const spoolBase = storage.localPath('_tributary/spool') ?? path.join(os.tmpdir(), 'tributary-spool');
-  await fsp.mkdir(spoolBase, { recursive: true });
-  const spool = await fsp.mkdtemp(path.join(spoolBase, `merge-${process.pid}-`));
-  const { instance, conn } = await openDuckDB({ tempDirectory: path.join(spool, 'duckdb'), ...options.duckdb });
   const totalBytes = plans.reduce((a, p) => a + p.inputBytes, 0);
   let bytesDone = 0;
-  try {
+  await withScratchDuckDB(storage, 'merge', options.duckdb ?? {}, async (spool, conn) => {
     const tables = new Map((await catalog.listTables()).map((t) => [t.name, t]));
     for (const [i, planned] of plans.entries()) {
       const t = tables.get(planned.table)!;
@@ -193,9 +190,8 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
             written.push(`${gen}/${name}`);
           }
           for (const f of plan.keep) {
-            const to = `${gen}/${f.key.slice(f.key.lastIndexOf('/') + 1)}`;
-            if (storage.copy !== undefined) await storage.copy(f.key, to);
-            else await storage.put(to, (await storage.get(f.key)) ?? Buffer.alloc(0));
+            const to = `${gen}/${baseName(f.key)}`;
+            await copyObject(storage, f.key, to);
             written.push(to);
           }
           // Merged files carry their ranges in their footers; kept Athena-written ones need the sidecar.
@@ -212,13 +208,30 @@ export async function runMerge(storage: Storage, catalog: Catalog, options: Merg
       bytesDone += planned.inputBytes;
       options.onProgress?.({ partitionsDone: i + 1, partitions: plans.length, bytesDone, bytes: totalBytes });
     }
-  } finally {
-    conn.closeSync();
-    instance.closeSync();
-    await fsp.rm(spool, { recursive: true, force: true });
-  }
+  });
   result.seconds = (Date.now() - started) / 1000;
   return result;
+}
+
+/**
+ * Runs `fn` with a scratch directory of its own under the lake's spool directory (the OS temp
+ * directory for a remote lake) and a DuckDB spilling into it; both are gone when `fn` returns.
+ */
+export async function withScratchDuckDB<T>(storage: Storage, label: string, duckdb: DuckDBOptions, fn: (scratch: string, conn: DuckDBConnection) => Promise<T>): Promise<T> {
+  const spoolBase = storage.localPath('_tributary/spool') ?? path.join(os.tmpdir(), 'tributary-spool');
+  await fsp.mkdir(spoolBase, { recursive: true });
+  const scratch = await fsp.mkdtemp(path.join(spoolBase, `${label}-${process.pid}-`));
+  try {
+    const { instance, conn } = await openDuckDB({ tempDirectory: path.join(scratch, 'duckdb'), ...duckdb });
+    try {
+      return await fn(scratch, conn);
+    } finally {
+      conn.closeSync();
+      instance.closeSync();
+    }
+  } finally {
+    await fsp.rm(scratch, { recursive: true, force: true });
+  }
 }
 
 /**

@@ -1,4 +1,5 @@
 import { writeFile } from 'node:fs/promises';
+import { StorageError } from '../errors.ts';
 
 /** One object in storage, as listed. */
 export interface ObjectInfo {
@@ -56,6 +57,17 @@ export async function downloadObject(storage: Storage, key: string, localPath: s
   if (body === undefined) return undefined;
   await writeFile(localPath, body);
   return { size: body.length };
+}
+
+/**
+ * Copies `from` to `to` inside the storage (server-side or a hard link where it can, else read and
+ * written); an object that is not there is an error, never an empty copy.
+ */
+export async function copyObject(storage: Storage, from: string, to: string): Promise<void> {
+  if (storage.copy !== undefined) return storage.copy(from, to);
+  const body = await storage.get(from);
+  if (body === undefined) throw new StorageError(`${storage.root}/${from} disappeared before it could be copied to ${to}`);
+  await storage.put(to, body);
 }
 
 /** True for names readers must ignore (Hive, Athena and Spark skip names starting with '_' or '.'). */
