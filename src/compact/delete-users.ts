@@ -112,10 +112,12 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
       if (match !== null) for (const p of await catalog.getPartitions(t.name)) todo.push({ t, p, match });
     }
     for (const [i, { t, p, match }] of todo.entries()) {
+      // Scanned first without the lock (what a dry run reports): only a partition that holds such rows
+      // is locked, holding its writers off, and scanned again under the lock.
+      const found = await matches(conn, cache, match, await listCommittedFiles(storage, catalog, t.name, [p]));
       if (options.dryRun) {
-        const hits = await matches(conn, cache, match, await listCommittedFiles(storage, catalog, t.name, [p]));
-        for (const n of hits.values()) result.rows[t.name] = (result.rows[t.name] ?? 0) + n;
-      } else {
+        for (const n of found.values()) result.rows[t.name] = (result.rows[t.name] ?? 0) + n;
+      } else if (found.size > 0) {
         await underCompactionLock(guard, catalog, t.name, p.values, result.skipped, async (part) => {
           // Listed under the guard: no file lands here until the swap.
           if (part === undefined) return;
