@@ -29,6 +29,7 @@ export { convertJson, listJsonInputs, segmentLayoutDay } from './compact/json-to
 export { planJsonConversion, type JsonPlan, type JsonPlanOptions, type JsonPlanPartition } from './compact/json-plan.ts';
 export { verifyLake, type VerifyOptions, type VerifyPartition, type VerifyResult, type VerifyTable } from './verify/verify.ts';
 export { deleteUsers, type DeleteUsersOptions, type DeleteUsersResult } from './compact/delete-users.ts';
+export { expirePartitions, type ExpireOptions, type ExpireResult, type ExpiredPartition } from './compact/expire.ts';
 export { loadJobs, runJob, schedule, type JobDefinition, type JobContext } from './compact/jobs.ts';
 export { parseSchedule } from './compact/cron.ts';
 export { describeLake, type TableInfo, type FileInfo } from './query/describe.ts';

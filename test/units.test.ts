@@ -82,13 +82,18 @@ describe('parseDuration', () => {
     assert.equal(parseDuration('x', '0.0004s'), 0);
   });
 
+  test('days are 24 hours (retentions: 90d)', () => {
+    assert.equal(parseDuration('x', '90d'), 90 * 86_400_000);
+    assert.equal(parseDuration('x', '1.5d'), 36 * 3_600_000);
+  });
+
   test('a number is taken as milliseconds as is', () => {
     assert.equal(parseDuration('x', 1234), 1234);
   });
 
   test('refuses bad values with a ConfigError naming the option and the value', () => {
-    for (const bad of ['', 'abc', 's', '5d', '1 hour', '2hrs', '-5s', '1.2.3s', '1e3', '10 m s', '1w']) {
-      throwsConfigNaming(() => parseDuration('flushInterval', bad), 'flushInterval', bad, /expected a duration such as 15m, 30s, 1h or 500ms/);
+    for (const bad of ['', 'abc', 's', 'd', '1 hour', '2hrs', '-5s', '1.2.3s', '1e3', '10 m s', '1w']) {
+      throwsConfigNaming(() => parseDuration('flushInterval', bad), 'flushInterval', bad, /expected a duration such as 15m, 30s, 1h, 90d or 500ms/);
     }
   });
 });

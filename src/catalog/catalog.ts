@@ -62,6 +62,12 @@ export interface Catalog {
    * CatalogError with `conflict: true`: someone else swapped first.
    */
   swapPartitionLocation(table: string, values: string[], location: string, expectedVersion: number): Promise<PartitionDef>;
+  /**
+   * Unregisters a partition if its version is still `expectedVersion` (expiry); its files are left
+   * to the caller. False when it is not registered (already dropped); a stale version is a
+   * CatalogError with `conflict: true`, as for swapPartitionLocation.
+   */
+  dropPartition(table: string, values: string[], expectedVersion: number): Promise<boolean>;
 }
 
 /** The catalog refused a change because the partition moved since it was read. */

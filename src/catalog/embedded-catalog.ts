@@ -138,6 +138,22 @@ export class EmbeddedCatalog implements Catalog {
     return snap!.partitions.find((x) => partitionKey(x.values) === key)!;
   }
 
+  async dropPartition(table: string, values: string[], expectedVersion: number): Promise<boolean> {
+    const key = partitionKey(values);
+    let dropped = false;
+    await this.update(table, (cur) => {
+      dropped = false;
+      const p = cur?.partitions.find((x) => partitionKey(x.values) === key);
+      if (cur === undefined || p === undefined) return null;
+      if (p.version !== expectedVersion) {
+        throw Object.assign(new CatalogError(`partition ${key} of ${table} is at version ${p.version}, not ${expectedVersion}: it moved since it was read`), { conflict: true });
+      }
+      dropped = true;
+      return { version: 0, table: cur.table, partitions: cur.partitions.filter((x) => x !== p) };
+    });
+    return dropped;
+  }
+
   async addPartitions(table: string, partitions: Array<Pick<PartitionDef, 'values' | 'location'>>): Promise<void> {
     await this.update(table, (cur) => {
       if (cur === undefined) throw new CatalogError(`cannot add partitions to table ${table}: it does not exist`);

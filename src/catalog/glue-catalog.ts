@@ -1,5 +1,6 @@
 import {
   BatchCreatePartitionCommand,
+  BatchDeletePartitionCommand,
   CreateDatabaseCommand,
   CreateTableCommand,
   GetDatabaseCommand,
@@ -448,6 +449,50 @@ export class GlueCatalog implements Catalog {
         throw this.failure(`move ${what} to ${location}`, err);
       }
       return { values: [...values], location: normalizeKey(location, what), version: next };
+    });
+  }
+
+  async dropPartition(table: string, values: string[], expectedVersion: number): Promise<boolean> {
+    checkTableName(table);
+    const key = partitionKey(values);
+    // The same in-process lock as swaps: a swap and a drop of one partition never interleave here;
+    // other processes are kept apart by the partition guard their callers hold.
+    return withLock(JSON.stringify([this.catalogId ?? '', this.database, table, key]), async () => {
+      const what = `partition ${key} of table ${this.qualified(table)}`;
+      let current: Partition | undefined;
+      try {
+        const out = await this.send(() =>
+          this.client.send(new GetPartitionCommand({ CatalogId: this.catalogId, DatabaseName: this.database, TableName: table, PartitionValues: values })),
+        );
+        current = out.Partition;
+      } catch (err) {
+        if (errorName(err) !== 'EntityNotFoundException') throw this.failure(`read ${what}`, err);
+      }
+      if (current === undefined) return false;
+      const version = versionOf(current);
+      if (version !== expectedVersion) {
+        throw Object.assign(new CatalogError(`partition ${key} of ${table} is at version ${version}, not ${expectedVersion}: it moved since it was read`), { conflict: true });
+      }
+      for (let attempt = 1; ; attempt++) {
+        let out;
+        try {
+          out = await this.send(() =>
+            this.client.send(
+              new BatchDeletePartitionCommand({ CatalogId: this.catalogId, DatabaseName: this.database, TableName: table, PartitionsToDelete: [{ Values: values }] }),
+            ),
+          );
+        } catch (err) {
+          throw this.failure(`drop ${what}`, err);
+        }
+        const e = out.Errors?.[0]?.ErrorDetail;
+        if (e === undefined) return true;
+        if (e.ErrorCode === 'EntityNotFoundException') return false; // gone meanwhile (a retried request that took effect)
+        if (RETRIABLE_CODES.has(e.ErrorCode ?? '') && attempt < this.retry.maxAttempts) {
+          await this.backoff(attempt);
+          continue;
+        }
+        throw new CatalogError(`Glue: cannot drop ${what}: ${e.ErrorCode}: ${e.ErrorMessage}`, { retriable: RETRIABLE_CODES.has(e.ErrorCode ?? '') });
+      }
     });
   }
 

@@ -15,6 +15,7 @@ Commands:
   catalog ls|sync       list the catalog; mirror the embedded catalog into Glue
   verify <file ...|->   check that an input's events are all in the lake, each once
   delete-users          delete every event of given users (GDPR erasure), safe beside ingest
+  expire                drop partitions older than a retention (90d), safe beside ingest
   dev                   collector + local log + consumer + live queries in one process
   demo                  generate sample events, ingest them and show the A/B-test results
 
@@ -37,6 +38,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   catalog: async () => (await import('./commands/catalog.ts')).catalogCommand,
   verify: async () => (await import('./commands/verify.ts')).verifyCommand,
   'delete-users': async () => (await import('./commands/delete-users.ts')).deleteUsersCommand,
+  expire: async () => (await import('./commands/expire.ts')).expireCommand,
 };
 
 /** Runs the CLI; returns the exit code. */

@@ -10,6 +10,7 @@ import { parseSchedule, type Schedule } from './cron.ts';
 import { convertJson, isS3Location, listJsonInputs } from './json-to-parquet.ts';
 import { runMerge } from './merge.ts';
 import { deleteUsers, readIdsFile } from './delete-users.ts';
+import { expirePartitions } from './expire.ts';
 
 /** What a job gets to work with. */
 export interface JobContext {
@@ -35,7 +36,7 @@ export interface JobDefinition {
 interface JsonJob {
   name: string;
   schedule?: string;
-  kind: 'merge' | 'json' | 'delete-users';
+  kind: 'merge' | 'json' | 'delete-users' | 'expire';
   options?: Record<string, unknown>;
 }
 
@@ -96,7 +97,22 @@ function fromJson(j: JsonJob, file: string): JobDefinition {
       },
     };
   }
-  badOption(`${file}: job ${j.name}.kind`, (j as { kind: unknown }).kind, '"merge", "json" or "delete-users"');
+  if (j.kind === 'expire') {
+    const olderThan = str('olderThan');
+    if (olderThan === undefined) badOption(`${file}: job ${j.name}.options.olderThan`, olderThan, 'the retention, e.g. "90d"');
+    const olderThanMs = parseDuration(`${j.name}.olderThan`, olderThan!);
+    const graceMs = str('grace') === undefined ? undefined : parseDuration(`${j.name}.grace`, str('grace')!);
+    const deadLetters = o.deadLetters === undefined ? undefined : o.deadLetters === true ? true : o.deadLetters === false ? false : badOption(`${file}: job ${j.name}.options.deadLetters`, o.deadLetters, 'true or false');
+    return {
+      name: j.name,
+      schedule: j.schedule,
+      run: async ({ storage, catalog }) => {
+        const r = await expirePartitions(storage, catalog, { olderThanMs, graceMs, table: str('table'), deadLetters });
+        return `expired ${r.partitions.length} partitions before ${r.cutoff} (${r.files} files), ${r.deadLetterFiles} dead-letter files, ${r.orphans} unregistered files${r.skipped.length > 0 ? `; ${r.skipped.length} partitions busy, left for the next run` : ''}`;
+      },
+    };
+  }
+  badOption(`${file}: job ${j.name}.kind`, (j as { kind: unknown }).kind, '"merge", "json", "delete-users" or "expire"');
 }
 
 /** A validated job with its parsed schedule. */

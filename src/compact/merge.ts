@@ -345,6 +345,18 @@ async function mergeCopies(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'],
   return (await fsp.stat(outPath)).size;
 }
 
+/** The garbage records (`_tributary/gc/<due>-<id>.json`): objects to delete once `due` (epoch ms) has passed. */
+export async function garbageRecords(storage: Storage): Promise<Array<{ record: string; due: number; keys: string[] }>> {
+  const out: Array<{ record: string; due: number; keys: string[] }> = [];
+  for (const entry of await storage.list('_tributary/gc')) {
+    const due = Number(/\/(\d+)-[0-9a-f]+\.json$/.exec(entry.key)?.[1] ?? Infinity);
+    const body = await storage.get(entry.key);
+    if (body === undefined) continue; // deleted meanwhile by another collector
+    out.push({ record: entry.key, due, keys: (JSON.parse(body.toString('utf8')) as { keys: string[] }).keys });
+  }
+  return out;
+}
+
 /**
  * Deletes what earlier swaps replaced once its grace period is over, and generations that no swap
  * made current (a compactor that died mid-way) once they are older than the grace period and no
@@ -354,17 +366,14 @@ export async function collectGarbage(storage: Storage, catalog: Catalog, graceMs
   let deleted = 0;
   const now = Date.now();
   const pending = new Set<string>();
-  for (const entry of await storage.list('_tributary/gc')) {
-    const due = Number(/\/(\d+)-[0-9a-f]+\.json$/.exec(entry.key)?.[1] ?? Infinity);
-    const body = await storage.get(entry.key);
-    const keys = body === undefined ? [] : (JSON.parse(body.toString('utf8')) as { keys: string[] }).keys;
+  for (const { record, due, keys } of await garbageRecords(storage)) {
     if (due > now) {
       for (const k of keys) pending.add(k);
       continue;
     }
     await storage.delete(keys);
     deleted += keys.length;
-    await storage.delete([entry.key]);
+    await storage.delete([record]);
   }
   const guard = new PartitionGuard(storage);
   for (const t of await catalog.listTables()) {

@@ -8,7 +8,7 @@ import { PartitionGuard } from '../catalog/partition-guard.ts';
 import { DEFAULT_TABLE_OF, EVENT_TYPES, type EventType } from '../events/schema.ts';
 import { TributaryError, WriterError, badOption } from '../errors.ts';
 import { partitionPath } from '../partition/hive-path.ts';
-import { parsePartitionSpec, type PartitionField } from '../partition/spec.ts';
+import { parsePartitionSpec, partitionWindowEnd, type PartitionField } from '../partition/spec.ts';
 import { SUB_POSITION_BITS, eventPosition, recordPosition, refusedBySource, type RecordBatch, type Source } from '../source/source.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, type DuckDBOptions } from '../writer/duckdb.ts';
@@ -469,7 +469,7 @@ class IngestRun {
         if (marks === undefined) rec.marks.set(g.partKey, (marks = new Map()));
         buf = new SpoolBuffer(layout.table, g.pairs, path.join(this.spoolDir, `${++this.spoolSeq}.ndjson`), Date.now(), marks);
         this.open.set(key, buf);
-        const end = windowEnd(g.pairs);
+        const end = partitionWindowEnd(g.pairs);
         // A partition opened after it was complete (a late row) waits for its size or the time cap.
         if (this.opts.closeAfterMs !== null && end !== null && end + this.opts.closeAfterMs > this.watermark) {
           this.closesAt.set(buf, end + this.opts.closeAfterMs);
@@ -681,7 +681,14 @@ class IngestRun {
     // The file becomes visible and its rows leave the live set in one step for live queries.
     await this.visibility.run(async () => {
       await this.guard.write(layout.table, pk, async () => {
-        const part = (await this.catalog.getPartitions(layout.table)).find((p) => partitionKey(p.values) === pk);
+        const find = async () => (await this.catalog.getPartitions(layout.table)).find((p) => partitionKey(p.values) === pk);
+        let part = await find();
+        if (part === undefined) {
+          // Dropped since this run registered it (expiry of a day that still gets late events): the
+          // rows are kept, in the partition registered again; the next expiry run drops it again.
+          await this.catalog.addPartitions(layout.table, [{ values, location: `${layout.table}/${partitionPath(buf.partition)}` }]);
+          part = await find();
+        }
         if (part === undefined) throw new TributaryError(`partition ${pk} of ${layout.table} vanished right after it was registered`, { retriable: true });
         rec.partitions.set(pk, part);
         await this.source.fence?.([...buf.ranges.keys()]);
@@ -713,15 +720,6 @@ class IngestRun {
       if (safe >= 0n) await this.source.checkpoint(shard, safe);
     }
   }
-}
-
-/** The end (epoch ms) of a partition's time window, from its dt (and hour) values; null without dt. */
-function windowEnd(pairs: ReadonlyArray<readonly [string, string]>): number | null {
-  const dt = pairs.find((p) => p[0] === 'dt')?.[1];
-  if (dt === undefined) return null;
-  const day = Date.parse(dt + 'T00:00:00Z');
-  const hour = pairs.find((p) => p[0] === 'hour')?.[1];
-  return hour === undefined ? day + 86_400_000 : day + (Number(hour) + 1) * 3_600_000;
 }
 
 /** Removes spool directories of processes that are no longer running (left by a crash). */

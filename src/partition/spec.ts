@@ -71,6 +71,20 @@ export function partitionValues(fields: readonly PartitionField[], input: Partit
   return out;
 }
 
+/**
+ * The end (epoch ms, exclusive) of a partition's time window, from its dt (and hour) values; null
+ * without a valid dt (a partition by event alone has no window).
+ */
+export function partitionWindowEnd(pairs: ReadonlyArray<readonly [string, string]>): number | null {
+  const dt = pairs.find((p) => p[0] === 'dt')?.[1];
+  if (dt === undefined || !/^\d{4}-\d{2}-\d{2}$/.test(dt)) return null;
+  const day = Date.parse(dt + 'T00:00:00Z');
+  if (!Number.isFinite(day)) return null;
+  const hour = pairs.find((p) => p[0] === 'hour')?.[1];
+  if (hour === undefined) return day + DAY_MS;
+  return /^\d{2}$/.test(hour) && Number(hour) < 24 ? day + (Number(hour) + 1) * 3_600_000 : null;
+}
+
 /** Null when the pair fits one path component; otherwise why not. */
 export function componentProblem(key: string, value: string): string | null {
   const bytes = Buffer.byteLength(`${key}=${escapePathValue(value)}`, 'utf8');

@@ -61,6 +61,30 @@ export function catalogContract(name: string, make: () => Promise<Catalog>): voi
     await assert.rejects(c.swapPartitionLocation('t', ['nope'], 'x', 1), /no partition/);
   });
 
+  test(`${name}: a partition is dropped only from the version it was read at, once`, async () => {
+    const c = await make();
+    await c.ensureTable(tableDef('t'));
+    await c.addPartitions('t', [
+      { values: ['d1'], location: 't/dt=d1' },
+      { values: ['d2'], location: 't/dt=d2' },
+    ]);
+    const [p1] = await c.getPartitions('t');
+    const moved = await c.swapPartitionLocation('t', ['d1'], 't/dt=d1/_g2', p1!.version);
+    await assert.rejects(c.dropPartition('t', ['d1'], p1!.version), (e: Error & { conflict?: boolean }) => e.conflict === true && /version/.test(e.message));
+    assert.equal((await c.getPartitions('t')).length, 2, 'a refused drop changes nothing');
+    assert.equal(await c.dropPartition('t', ['d1'], moved.version), true);
+    assert.deepEqual((await c.getPartitions('t')).map((p) => p.values), [['d2']]);
+    assert.equal(await c.dropPartition('t', ['d1'], moved.version), false, 'dropping it again is a no-op');
+    // A dropped partition can be registered again (a late event for an expired day), at version 1.
+    await c.addPartitions('t', [{ values: ['d1'], location: 't/dt=d1' }]);
+    const again = (await c.getPartitions('t')).find((p) => p.values[0] === 'd1')!;
+    assert.deepEqual([again.location, again.version], ['t/dt=d1', 1]);
+    const racers = await Promise.allSettled([0, 1, 2].map(() => c.dropPartition('t', ['d2'], 1)));
+    assert.equal(racers.filter((r) => r.status === 'fulfilled' && r.value === true).length, 1, 'one of three concurrent drops drops it');
+    assert.ok(racers.every((r) => r.status === 'fulfilled'), 'the others find it gone');
+    assert.deepEqual((await c.getPartitions('t')).map((p) => p.values), [['d1']]);
+  });
+
   test(`${name}: concurrent writers lose no partition`, async () => {
     const c = await make();
     await c.ensureTable(tableDef('t'));

@@ -38,7 +38,7 @@ test('every command works on an S3 lake (s3rver): ingest, query, tables, merge, 
   assert.deepEqual([again.written, again.deadLettered], [0, 0]);
 });
 
-test('an S3 lake registered in Glue (protocol stand-in): ingest, query, verify and delete-users through --catalog glue:<db>', async () => {
+test('an S3 lake registered in Glue (protocol stand-in): ingest, query, verify, delete-users and expire through --catalog glue:<db>', async () => {
   const dir = tempDir('s3glue');
   const { endpoint, bucket } = await s3rverBucket();
   const glue = await startGlueStandIn();
@@ -70,6 +70,19 @@ test('an S3 lake registered in Glue (protocol stand-in): ingest, query, verify a
   const after = await runCli(['verify', ...args, '--json', ...files], { env });
   assert.equal(after.code, 1);
   assert.ok(JSON.parse(after.stdout).missing >= mine);
+  // expire through S3 and Glue: day 1's partitions leave Glue, its objects leave the bucket.
+  const day1 = ` WHERE dt = DATE '2026-11-20'`;
+  const [left, day1Rows] = [await count(''), await count(day1)];
+  assert.ok(day1Rows > 0);
+  const e = await runCli(['expire', ...args, '--before', '2026-11-21', '--json'], { env });
+  assert.equal(e.code, 0, e.stderr);
+  const expired = JSON.parse(e.stdout);
+  assert.ok(expired.partitions.length >= 4 && expired.partitions.every((p: { values: string[] }) => p.values[0] === '2026-11-20'));
+  assert.equal(expired.garbageDeleted, expired.files);
+  assert.equal(await count(day1), 0);
+  assert.equal(await count(''), left - day1Rows, 'the other days stay');
+  const ls = JSON.parse((await runCli(['catalog', 'ls', ...args, '--json'], { env })).stdout) as Array<{ partitions: Array<{ values: string[] }> }>;
+  assert.ok(ls.every((t) => t.partitions.every((p) => p.values[0] !== '2026-11-20')), 'no day-1 partition left in Glue');
   const bad = await runCli(['ingest', '--lake', `${dir}/local`, '--catalog', 'glue:x', ...files], { env });
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /needs the lake on S3/);
@@ -87,7 +100,7 @@ test('catalog sync mirrors the embedded catalog into Glue, following compaction 
   const sync = async () => {
     const r = await runCli(['catalog', 'sync', '--lake', lake, '--glue-database', 'mirror', '--json'], { env });
     assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as { tables: number; added: number; moved: number };
+    return JSON.parse(r.stdout) as { tables: number; added: number; moved: number; dropped: number };
   };
   const first = await sync();
   assert.equal(first.tables, 6);
@@ -99,13 +112,23 @@ test('catalog sync mirrors the embedded catalog into Glue, following compaction 
   assert.ok(merged > 0, 'compaction moved partitions');
   const second = await sync();
   assert.deepEqual([second.added, second.moved], [0, merged]);
-  assert.deepEqual(await sync(), { tables: 6, added: 0, moved: 0 });
+  assert.deepEqual(await sync(), { tables: 6, added: 0, moved: 0, dropped: 0 });
   const ls = async (catalog: string) => JSON.parse((await runCli(['catalog', 'ls', '--lake', lake, '--catalog', catalog, '--json'], { env })).stdout) as Array<{ table: string; partitions: Array<{ values: string[]; location: string }> }>;
   const strip = (x: Awaited<ReturnType<typeof ls>>) => x.map((t) => [t.table, t.partitions.map((p) => [p.values, p.location])]);
   assert.deepEqual(strip(await ls('glue:mirror')), strip(await ls('embedded')));
   const viaGlue = await lakeAnswers(lake, env, ['--catalog', 'glue:mirror']);
   assert.equal(viaGlue.total, expected.valid);
   assert.deepEqual(viaGlue.perEvent, expected.perEvent);
+  // After expiry, sync leaves Glue's partitions alone unless told to prune them.
+  const e = await runCli(['expire', '--lake', lake, '--before', '2026-11-21', '--json'], { env });
+  assert.equal(e.code, 0, e.stderr);
+  const dropped = JSON.parse(e.stdout).partitions.length as number;
+  assert.ok(dropped >= 4);
+  assert.deepEqual(await sync(), { tables: 6, added: 0, moved: 0, dropped: 0 });
+  const pruned = await runCli(['catalog', 'sync', '--lake', lake, '--glue-database', 'mirror', '--prune', '--json'], { env });
+  assert.equal(pruned.code, 0, pruned.stderr);
+  assert.equal(JSON.parse(pruned.stdout).dropped, dropped);
+  assert.deepEqual(strip(await ls('glue:mirror')), strip(await ls('embedded')));
 });
 
 test('query over S3 fetches only the tables it reads into the cache; --verbose reports misses, then hits; the cap evicts', async () => {

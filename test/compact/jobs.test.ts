@@ -5,7 +5,7 @@ import { sampleLines } from '../../src/sample/generate.ts';
 import { cliQuery } from '../support/lake-answers.ts';
 import { runCli, spawnCli, tempDir } from '../support/tmp.ts';
 
-test('jobs from tributary.jobs.json: list, run a backfill, a merge and an erasure by name, unknown names refused', async () => {
+test('jobs from tributary.jobs.json: list, run a backfill, a merge, an erasure and a retention by name, unknown names refused', async () => {
   const dir = tempDir('jobs');
   mkdirSync(`${dir}/raw`);
   writeFileSync(`${dir}/raw/a.ndjson`, [...sampleLines({ count: 3000, seed: 51 })].join('\n'));
@@ -16,6 +16,8 @@ test('jobs from tributary.jobs.json: list, run a backfill, a merge and an erasur
         { name: 'backfill', kind: 'json', options: { from: './raw', targetFileSize: '8KB' } },
         { name: 'nightly-merge', kind: 'merge', schedule: '0 3 * * *', options: { grace: '0s' } },
         { name: 'erasures', kind: 'delete-users', schedule: '@daily', options: { idsFile: './erasures.txt' } },
+        // A retention ending mid-way through 2026-11-21, whatever day the test runs on: day 1 (11-20) expires.
+        { name: 'retention', kind: 'expire', schedule: '@daily', options: { olderThan: `${Math.floor((Date.now() - Date.UTC(2026, 10, 21, 12)) / 3_600_000)}h` } },
       ],
     }),
   );
@@ -44,9 +46,17 @@ test('jobs from tributary.jobs.json: list, run a backfill, a merge and an erasur
   const after = (await cliQuery(`${dir}/lake`, `SELECT (SELECT count(*) FROM tracks) + (SELECT count(*) FROM pages) + (SELECT count(*) FROM identifies) + (SELECT count(*) FROM screens) + (SELECT count(*) FROM groups) + (SELECT count(*) FROM aliases) AS n`))[0]!.n as number;
   assert.equal(after, before - theirs);
   assert.match((await runCli(['jobs', 'run', 'erasures'], { cwd: dir })).stdout, /erasures: deleted 0 rows/);
+  // The retention job drops day 1: exactly its rows (by the raw lines) go, a second run finds nothing.
+  const day1 = [...sampleLines({ count: 3000, seed: 51 })].map((l) => JSON.parse(l) as { userId?: string; receivedAt: string }).filter((ev) => ev.receivedAt.startsWith('2026-11-20') && ev.userId !== u1 && ev.userId !== u2).length;
+  const r = await runCli(['jobs', 'run', 'retention'], { cwd: dir });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /retention: expired 6 partitions before 2026-11-21T12:/);
+  const kept = (await cliQuery(`${dir}/lake`, `SELECT (SELECT count(*) FROM tracks) + (SELECT count(*) FROM pages) + (SELECT count(*) FROM identifies) + (SELECT count(*) FROM screens) + (SELECT count(*) FROM groups) + (SELECT count(*) FROM aliases) AS n`))[0]!.n as number;
+  assert.equal(kept, after - day1);
+  assert.match((await runCli(['jobs', 'run', 'retention'], { cwd: dir })).stdout, /retention: expired 0 partitions/);
   const bad = await runCli(['jobs', 'run', 'nope'], { cwd: dir });
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /no job named "nope"; defined: backfill, nightly-merge, erasures/);
+  assert.match(bad.stderr, /no job named "nope"; defined: backfill, nightly-merge, erasures, retention/);
 });
 
 test('two schedulers never run the same job at once', async () => {

@@ -40,6 +40,7 @@ function olderCatalog(inner: Catalog): Catalog {
     getPartitions: (t) => inner.getPartitions(t),
     addPartitions: (t, p) => inner.addPartitions(t, p),
     swapPartitionLocation: (t, v, l, e) => inner.swapPartitionLocation(t, v, l, e),
+    dropPartition: (t, v, e) => inner.dropPartition(t, v, e),
   };
 }
 

@@ -5,15 +5,17 @@ import { openLake } from '../../lake.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 
 export const CATALOG_HELP = `tributary catalog ls [--lake DIR|s3://…] [--catalog embedded|glue:<db>]
-tributary catalog sync --lake s3://bucket/prefix --glue-database NAME [--table NAME] [--json]
+tributary catalog sync --lake s3://bucket/prefix --glue-database NAME [--table NAME] [--prune] [--json]
 
 ls lists the catalog's tables and partitions with their locations. sync mirrors the lake's embedded
 catalog into Glue: tables (columns appended, never reordered), missing partitions, and partition
-locations moved by compaction since the last sync. Idempotent.
+locations moved by compaction since the last sync. Idempotent. --prune also drops the Glue
+partitions (of the lake's tables) that the embedded catalog no longer has, as after \`tributary
+expire\`; without it nothing is removed from Glue.
 `;
 
 export async function catalogCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { ...LAKE_OPTIONS, 'glue-database': { type: 'string' }, table: { type: 'string' }, json: { type: 'boolean' } });
+  const { values, positionals } = parse(argv, { ...LAKE_OPTIONS, 'glue-database': { type: 'string' }, table: { type: 'string' }, json: { type: 'boolean' }, prune: { type: 'boolean' } });
   const [sub, ...extra] = positionals;
   if (values.help || sub === undefined) {
     io.stdout.write(CATALOG_HELP);
@@ -40,7 +42,7 @@ export async function catalogCommand(argv: string[], io: Io): Promise<number> {
   if (db === undefined) throw new ConfigError('catalog sync: --glue-database NAME is required');
   const { storage } = await settings.open();
   const glue = (await openLake(settings.lake, { catalog: `glue:${db}`, cwd: io.cwd, env: io.env })).catalog;
-  const r = await syncCatalog(new EmbeddedCatalog(storage), glue, { table: values.table });
-  io.stdout.write(values.json ? JSON.stringify(r) + '\n' : `synced ${r.tables} tables into Glue database ${db}: ${r.added} partitions added, ${r.moved} moved to their current location\n`);
+  const r = await syncCatalog(new EmbeddedCatalog(storage), glue, { table: values.table, prune: values.prune });
+  io.stdout.write(values.json ? JSON.stringify(r) + '\n' : `synced ${r.tables} tables into Glue database ${db}: ${r.added} partitions added, ${r.moved} moved to their current location${values.prune ? `, ${r.dropped} dropped` : ''}\n`);
   return EXIT.ok;
 }

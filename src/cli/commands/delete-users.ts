@@ -73,7 +73,7 @@ export async function deleteUsersCommand(argv: string[], io: Io): Promise<number
   }
   if (values.json) {
     io.stdout.write(JSON.stringify(result) + '\n');
-    return EXIT.ok;
+    return result.skipped.length > 0 ? EXIT.failure : EXIT.ok;
   }
   const n = (x: number) => x.toLocaleString('en-US');
   const total = Object.values(result.rows).reduce((a, b) => a + b, 0);
