@@ -87,11 +87,14 @@ async function bundleDir() {
   } catch {
     rmSync(tmp, { recursive: true, force: true }); // another process made it first
   }
-  // Bundles of earlier sources are removed (a process still running one has loaded it already), and
-  // builds left half done by a process that died, once they are 10 minutes old.
+  // Bundles of earlier sources are removed once a day old (~0.5 MB each), and builds left half done
+  // by a process that died once 10 minutes old. Not at once: a process running an older bundle
+  // still loads its command's chunks from it (measured: two checkouts sharing node_modules, one
+  // rebuilding, made the other's CLI runs fail now and then).
   for (const old of readdirSync(cache)) {
     const p = path.join(cache, old);
-    const stale = !old.includes('.tmp-') || Date.now() - statSync(p).mtimeMs > 600_000;
+    const age = Date.now() - statSync(p).mtimeMs;
+    const stale = old.includes('.tmp-') ? age > 600_000 : age > 86_400_000;
     if (old !== path.basename(dir) && stale) rmSync(p, { recursive: true, force: true });
   }
   return dir;

@@ -5,7 +5,7 @@ const HELP = `tributary — Segment events into a Parquet lake (Athena-ready), q
 
 Commands:
   ingest <file ...|->   read NDJSON Segment events into the lake
-  query "<SQL>"         run SQL over the lake's committed files
+  query ["<SQL>"]       run SQL over the lake's committed files (without SQL: a shell)
   tables                list tables, columns, partitions and files
   compact json          convert raw JSON history (Segment's S3 layout too) to Parquet
   compact merge         merge small files into target-size ones (safe beside ingest and queries)

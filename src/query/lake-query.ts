@@ -214,6 +214,11 @@ export class LakeQuery {
     return new QueryError(msg, { cause: err });
   }
 
+  /** Stops the statement running on this connection (it fails with an interrupt error). */
+  interrupt(): void {
+    this.conn.interrupt();
+  }
+
   close(): void {
     this.conn.closeSync();
     this.instance.closeSync();

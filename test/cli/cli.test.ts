@@ -79,7 +79,7 @@ test('usage errors exit 2 with a message naming the bad value; runtime failures 
     [['ingest', '--lake', `${dir}/l`, '--close-after', 'never', 'x'], 2, /--close-after: "never" is not valid; expected a duration/],
     [['ingest', '--bogus-flag', 'x'], 2, /bogus-flag/],
     [['query', '--lake', `${dir}/l`, '--format', 'xml', 'SELECT 1'], 2, /--format: "xml"/],
-    [['query', '--lake', `${dir}/l`], 2, /expected one SQL statement/],
+    [['query', '--lake', `${dir}/l`, 'SELECT 1', 'SELECT 2'], 2, /expected one SQL statement \(quoted\), got 2 arguments/],
     [['ingest', '--lake', `${dir}/l`, `${dir}/missing.ndjson`], 1, /missing\.ndjson/],
     [['query', '--lake', `${dir}/l`, 'SELECT * FROM tracks'], 1, /no table or view named tracks; it has no tables yet/],
     [['query', '--lake', `${dir}/l`, 'SELEC 1'], 1, /syntax error/i],

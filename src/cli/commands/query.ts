@@ -6,15 +6,22 @@ import { fetchLiveQuery } from '../../query/query-endpoint.ts';
 import { ConfigError, badOption, type TributaryError } from '../../errors.ts';
 import { FORMATS, formatResult, type Format } from '../format.ts';
 import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
+import { lakeSession, runRepl, statelessSession, type ReplSession } from '../repl.ts';
 
 export const QUERY_HELP = `tributary query [--lake DIR|s3://… | --live URL --write-key KEY] [--format table|json|csv|ndjson]
-                [--views DIR] [--watch SECONDS] [--cache-dir DIR] [--cache-max-bytes SIZE] [--verbose] "<SQL>"
+                [--views DIR] [--watch SECONDS] [--cache-dir DIR] [--cache-max-bytes SIZE] [--verbose] ["<SQL>"]
 
 Runs SQL (DuckDB dialect) over the lake's committed files. Each table is a view; the views in
 views/ (experiment_results, experiment_significance) and in --views directories are registered
 too. With --live, the SQL runs in a running \`tributary dev\` over committed files ∪ rows not
 flushed yet, from one snapshot. --watch re-runs it every SECONDS and redraws. Use - to read the
 SQL from standard input.
+
+Without SQL it is an interactive shell: statements end with ';' and may span lines; .tables,
+.schema NAME, .format, .timer on|off, .refresh (read the catalog again), .read FILE, .quit; history
+in $TRIBUTARY_HISTORY (default ~/.tributary_history; empty: none). A table is read as of the first
+statement that uses it, so temporary tables and views you create stay consistent with it. Piped
+input runs each statement in turn and stops at the first error (exit 1).
 
 A lake on S3 is read through a local cache of the files the query needs, keyed by their ETags:
 --cache-dir (default $TRIBUTARY_CACHE, else ~/.cache/tributary or the OS's cache directory) and
@@ -41,8 +48,10 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
   }
   const format = (values.format ?? 'table') as Format;
   if (!FORMATS.includes(format)) badOption('--format', values.format, FORMATS.join(', '));
-  if (positionals.length !== 1) throw new ConfigError(`query: expected one SQL statement (quoted), got ${positionals.length} arguments`);
-  let sql = positionals[0]!;
+  if (positionals.length > 1) throw new ConfigError(`query: expected one SQL statement (quoted), got ${positionals.length} arguments`);
+  const interactive = positionals.length === 0;
+  if (interactive && values.watch !== undefined) throw new ConfigError('query: --watch needs a SQL statement to re-run');
+  let sql = positionals[0] ?? '';
   if (sql === '-') {
     const chunks: Buffer[] = [];
     for await (const c of io.stdin) chunks.push(Buffer.from(c as Buffer));
@@ -52,6 +61,7 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
   if (watch !== null && !(watch >= 0.2 && watch <= 86_400)) badOption('--watch', values.watch, 'seconds between runs, from 0.2 to 86400');
   let run: () => Promise<QueryResult>;
   let cache: FileCache | undefined;
+  let session: ReplSession | undefined;
   if (values.live !== undefined) {
     if (values.lake !== undefined) throw new ConfigError('query: give --lake or --live, not both');
     if (values['cache-dir'] !== undefined || values['cache-max-bytes'] !== undefined) throw new ConfigError('query: --cache-dir and --cache-max-bytes apply to --lake queries');
@@ -63,6 +73,7 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
       badOption('--live', values.live, 'the URL of a running tributary dev, e.g. http://127.0.0.1:8088');
     }
     run = () => fetchLiveQuery(values.live!, key, sql);
+    if (interactive) session = statelessSession((text) => fetchLiveQuery(values.live!, key, text));
   } else {
     if (values.views !== undefined && values.live !== undefined) throw new ConfigError('query: --views applies to --lake queries');
     const settings = await lakeSettings(values, io);
@@ -75,6 +86,7 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
       env: io.env,
     });
     cache = lakeCache;
+    if (interactive) session = await lakeSession(() => LakeQuery.open(storage, catalog, { viewDirs, cache: lakeCache }));
     run = async () => {
       const q = await LakeQuery.open(storage, catalog, { viewDirs, cache: lakeCache });
       try {
@@ -87,6 +99,14 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
   const report = async () => {
     if (values.verbose && cache !== undefined) io.stderr.write(await cacheReport(cache));
   };
+  if (session !== undefined) {
+    const inner = session;
+    return runRepl({ ...inner, run: async (text) => {
+      const r = await inner.run(text);
+      await report();
+      return r;
+    } }, io, format);
+  }
   if (watch === null) {
     const result = await run();
     await report();
