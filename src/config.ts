@@ -21,11 +21,13 @@ export interface FileConfig {
   /** Table name per event type. */
   tables?: Record<string, string>;
   maxOpenPartitions?: number;
+  /** Keep a lossless gzip'd copy of the input under _raw/ (ingest, dev). Default false. */
+  rawCopy?: boolean;
   /** Directories of extra `.sql` views. */
   views?: string[];
 }
 
-const KEYS = new Set(['lake', 'catalog', 'targetFileSize', 'maxFileAge', 'closeAfter', 'partitionBy', 'compression', 'compressionLevel', 'tables', 'maxOpenPartitions', 'views', '$schema']);
+const KEYS = new Set(['lake', 'catalog', 'targetFileSize', 'maxFileAge', 'closeAfter', 'partitionBy', 'compression', 'compressionLevel', 'tables', 'maxOpenPartitions', 'rawCopy', 'views', '$schema']);
 
 /** Reads the config file at `path`; a missing default file is an empty config, a missing explicit one an error. */
 export async function loadConfig(path: string, explicit: boolean): Promise<FileConfig> {

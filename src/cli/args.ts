@@ -43,3 +43,11 @@ export async function lakeSettings(values: { lake?: string; config?: string; cat
   const catalog = values.catalog ?? config.catalog;
   return { config, lake, open: () => openLake(lake, { catalog, cwd: io.cwd, env: io.env }) };
 }
+
+/** --raw-copy, else the config file's rawCopy (a boolean). */
+export function rawCopyOption(flag: boolean | undefined, config: unknown): boolean {
+  if (flag) return true;
+  if (config === undefined) return false;
+  if (typeof config !== 'boolean') throw new ConfigError(`tributary.config.json: rawCopy: ${JSON.stringify(config)} is not valid; expected true or false`);
+  return config;
+}

@@ -22,6 +22,8 @@ export interface ExpireOptions {
   graceMs?: number;
   /** Also delete dead letters (`_deadletter/<source>/dt=<day>/`) of the expired days. Default true. */
   deadLetters?: boolean;
+  /** Also delete the raw copies (`_raw/<source>/dt=<day>/`, ingest's rawCopy) of the expired days. Default true. */
+  rawCopies?: boolean;
   /** Find what would go; change nothing. */
   dryRun?: boolean;
   /** Called after each partition. */
@@ -48,6 +50,8 @@ export interface ExpireResult {
   orphans: number;
   /** Dead-letter files of the expired days deleted. */
   deadLetterFiles: number;
+  /** Raw-copy files of the expired days deleted. */
+  rawFiles: number;
   /** Tables left alone because they have no dt partition key. */
   tablesWithoutDt: string[];
   /** Partitions left for a later run (a compaction held them, or one moved them meanwhile). */
@@ -84,7 +88,7 @@ export function expiryCutoff(o: Pick<ExpireOptions, 'olderThanMs' | 'before'>, n
  * next run), and its objects — current files, older generations, sidecars — are deleted after the
  * grace period (default at once). Objects under expired partition paths that no catalog entry
  * names (a run killed between its drop and its garbage record) are deleted too, and so are the dead
- * letters of the expired days. A late event for an expired day that ingest receives afterwards is
+ * letters and raw copies of the expired days. A late event for an expired day that ingest receives afterwards is
  * written to the partition registered again, and dropped by the next run.
  */
 export async function expirePartitions(storage: Storage, catalog: Catalog, options: ExpireOptions): Promise<ExpireResult> {
@@ -95,7 +99,7 @@ export async function expirePartitions(storage: Storage, catalog: Catalog, optio
   const all = await catalog.listTables();
   const tables = all.filter((t) => options.table === undefined || t.name === options.table);
   if (options.table !== undefined && tables.length === 0) badOption('table', options.table, `a table of the lake (${all.map((t) => t.name).join(', ') || 'none yet'})`);
-  const result: ExpireResult = { cutoff: new Date(cutoff).toISOString(), partitions: [], files: 0, bytes: 0, orphans: 0, deadLetterFiles: 0, tablesWithoutDt: [], skipped: [], garbageDeleted: 0, seconds: 0 };
+  const result: ExpireResult = { cutoff: new Date(cutoff).toISOString(), partitions: [], files: 0, bytes: 0, orphans: 0, deadLetterFiles: 0, rawFiles: 0, tablesWithoutDt: [], skipped: [], garbageDeleted: 0, seconds: 0 };
   if (!options.dryRun) result.garbageDeleted = await collectGarbage(storage, catalog, graceMs);
 
   const expired = (t: TableDef, values: string[]) => {
@@ -141,7 +145,8 @@ export async function expirePartitions(storage: Storage, catalog: Catalog, optio
   result.bytes = result.partitions.reduce((a, p) => a + p.bytes, 0);
 
   for (const t of dated) result.orphans += await sweepOrphans(storage, catalog, t, expired, options.dryRun === true);
-  if (options.deadLetters !== false) result.deadLetterFiles = await expireDeadLetters(storage, cutoff, options.dryRun === true);
+  if (options.deadLetters !== false) result.deadLetterFiles = await expireDays(storage, '_deadletter', cutoff, options.dryRun === true);
+  if (options.rawCopies !== false) result.rawFiles = await expireDays(storage, '_raw', cutoff, options.dryRun === true);
   // With no grace period, what this run dropped goes now rather than at the next run.
   if (!options.dryRun && graceMs === 0) result.garbageDeleted += await collectGarbage(storage, catalog, 0);
   result.seconds = (Date.now() - started) / 1000;
@@ -184,9 +189,9 @@ async function sweepOrphans(storage: Storage, catalog: Catalog, t: TableDef, exp
   return orphans.length;
 }
 
-/** Deletes dead-letter files under `dt=<day>` directories of days that ended at or before `cutoff`. */
-async function expireDeadLetters(storage: Storage, cutoff: number, dryRun: boolean): Promise<number> {
-  const old = (await storage.list('_deadletter', { recursive: true }))
+/** Deletes the objects under `prefix` in `dt=<day>` directories of days that ended at or before `cutoff`. */
+async function expireDays(storage: Storage, prefix: string, cutoff: number, dryRun: boolean): Promise<number> {
+  const old = (await storage.list(prefix, { recursive: true }))
     .filter((o) => {
       const day = /\/dt=(\d{4}-\d{2}-\d{2})\//.exec(o.key)?.[1];
       const end = day === undefined ? null : partitionWindowEnd([['dt', day]]);

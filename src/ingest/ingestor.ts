@@ -15,6 +15,7 @@ import { openDuckDB, type DuckDBOptions } from '../writer/duckdb.ts';
 import { parquetWriteMemory, writeParquet, type Compression } from '../writer/parquet-file.ts';
 import { SpoolBuffer, type LiveSnapshot, type LiveSpool } from '../writer/spool.ts';
 import { SpoolSorter } from '../writer/spool-sorter.ts';
+import { RawCopySink } from './raw-copy.ts';
 import { DeadLetterSink } from './dead-letters.ts';
 import { Serial } from './serial.ts';
 import { DecodePool } from './decode-pool.ts';
@@ -113,6 +114,14 @@ export interface IngestOptions {
   writeMemoryBytes?: number;
   /** Worker threads that decode and validate input; 0 decodes on the main thread. Default: one per core (the main thread mostly waits). Memory cost: ~4 MiB each in flight. */
   decodeWorkers?: number;
+  /**
+   * Also keep a lossless copy of the input as the source delivered it (invalid records too), gzip'd,
+   * under `_raw/<source>/dt=<day>/` (DESIGN §4): a stream's only full record once its retention
+   * passes, for re-ingesting after a fix. Default false. Cost: gzip level 1 on libuv's threads
+   * (about a core-second per 150 MB of input), local disk for one piece per shard (up to 256 MiB of
+   * input, compressed) until it is stored.
+   */
+  rawCopy?: boolean;
   /** Called about once a second and at the end. */
   onProgress?: (stats: IngestStats) => void;
   /** Aborting stops reading; everything read so far is flushed and committed. */
@@ -265,6 +274,7 @@ class IngestRun {
   private sorter!: SpoolSorter;
   private readonly guard: PartitionGuard;
   private deadLetters!: DeadLetterSink;
+  private rawCopy: RawCopySink | undefined;
   /** Serializes a commit's visibility step with live snapshots. */
   private readonly visibility = new Serial();
   /** Serializes apply() and the timer's tick(): both change the open buffers. */
@@ -347,6 +357,7 @@ class IngestRun {
       for (const buf of finalFlushOrder([...this.open.values()])) await this.flush(buf);
       await this.drain();
       await this.deadLetters.flush();
+      await this.rawCopy?.flush();
       await this.checkpoint();
     } catch (err) {
       // Let writes and commits already started finish or fail, so no DuckDB query outlives the run.
@@ -359,6 +370,7 @@ class IngestRun {
       await this.exclusive.idle();
       for (const buf of this.open.values()) await buf.discard();
       this.open.clear();
+      await this.rawCopy?.discard();
       await this.pool?.close();
       await this.sorter?.close();
       this.duck?.conn.closeSync();
@@ -384,6 +396,10 @@ class IngestRun {
     this.pool = new DecodePool(encoderConfig(this.layouts), this.opts.decodeWorkers);
     this.deadLetters = new DeadLetterSink(this.storage, this.source.name);
     await this.deadLetters.recover();
+    if (this.raw.rawCopy) {
+      this.rawCopy = new RawCopySink(this.storage, this.source.name, this.spoolDir);
+      await this.rawCopy.recover();
+    }
   }
 
   private async recoveredFor(layout: TableLayout): Promise<RecoveredTable> {
@@ -421,6 +437,7 @@ class IngestRun {
       }
     }
     await this.deadLetters.recover();
+    await this.rawCopy?.recover();
   }
 
   /** A batch is applied: its buffers go back to the decode workers and the source for reuse. */
@@ -435,6 +452,7 @@ class IngestRun {
     const nd = batch.ndjson;
     const recordPos = (i: number): bigint => recordPosition(batch, i);
     if (batch.acquired) await this.refreshShard(shard);
+    await this.rawCopy?.add(batch, enc.input);
     this.stats.read += enc.events;
     for (const inv of enc.invalid) {
       const meta = nd === undefined ? batch.records[inv.record]!.meta : undefined;
@@ -708,15 +726,19 @@ class IngestRun {
 
   /** Tells the source how far each shard is committed: up to the first row still held anywhere. */
   private async checkpoint(): Promise<void> {
+    // What was read before the sinks flush is in them once they have; a batch applied meanwhile
+    // (apply runs beside this) may have dead letters or raw records still buffered: not passed.
     if (this.source.checkpoint === undefined) return;
+    const read = new Map(this.lastRead);
     await this.deadLetters.flush();
+    await this.rawCopy?.flush();
     const held = new Map<string, bigint>();
     for (const buf of [...this.open.values(), ...this.writing]) {
       for (const [shard, r] of buf.ranges) if ((held.get(shard) ?? r.first) >= r.first) held.set(shard, r.first);
     }
-    for (const [shard, last] of this.lastRead) {
+    for (const [shard, last] of read) {
       const first = held.get(shard);
-      const safe = first === undefined ? last : first - 1n;
+      const safe = first === undefined || first - 1n > last ? last : first - 1n;
       if (safe >= 0n) await this.source.checkpoint(shard, safe);
     }
   }

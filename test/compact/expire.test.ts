@@ -63,14 +63,14 @@ function writeInput(file: string): void {
   writeFileSync(file, [...sampleLines({ count: 3000, seed: 11 })].join('\n') + '\n');
 }
 
-test('expire drops exactly the days before the cutoff (by the raw lines\' ground truth), their files, old dead letters and orphans; a second run finds nothing', async () => {
+test('expire drops exactly the days before the cutoff (by the raw lines\' ground truth), their files, old dead letters, raw copies and orphans; a second run finds nothing', async () => {
   const dir = tempDir('expire');
   const lake = `${dir}/lake`;
   const input = `${dir}/in.ndjson`;
   writeInput(input);
   writeFileSync(`${dir}/bad.ndjson`, 'not json\n');
   const { storage, catalog } = openLocalLake(lake);
-  await new Ingestor(storage, catalog, {}).run(new FileSource([input, `${dir}/bad.ndjson`]));
+  await new Ingestor(storage, catalog, { rawCopy: true }).run(new FileSource([input, `${dir}/bad.ndjson`]));
   const truth = await truthByDay(input);
   assert.deepEqual(await lakeByDay(lake), truth, 'ingest holds the ground truth');
   const day1 = '2026-11-20';
@@ -83,6 +83,11 @@ test('expire drops exactly the days before the cutoff (by the raw lines\' ground
   const oldDl = path.join(lake, dl[0]!.replace(/dt=[^/]+/, 'dt=2026-01-01'));
   mkdirSync(path.dirname(oldDl), { recursive: true });
   writeFileSync(oldDl, (await storage.get(dl[0]!))!);
+  const raw = (await storage.list('_raw', { recursive: true })).map((o) => o.key);
+  assert.equal(raw.length, 2, 'one raw copy per input file');
+  const oldRaw = path.join(lake, raw[0]!.replace(/dt=[^/]+/, 'dt=2026-01-01'));
+  mkdirSync(path.dirname(oldRaw), { recursive: true });
+  writeFileSync(oldRaw, (await storage.get(raw[0]!))!);
   mkdirSync(`${lake}/tracks/dt=2026-11-19`, { recursive: true });
   writeFileSync(`${lake}/tracks/dt=2026-11-19/left-by-a-crash.parquet`, 'x');
   mkdirSync(`${lake}/tracks/dt=2026-11-22`, { recursive: true });
@@ -91,14 +96,14 @@ test('expire drops exactly the days before the cutoff (by the raw lines\' ground
   const dry = await expirePartitions(storage, catalog, { before: '2026-11-21', dryRun: true });
   assert.equal(dry.cutoff, '2026-11-21T00:00:00.000Z');
   assert.deepEqual(dry.partitions.map((p) => [p.table, p.values]).sort(), Object.keys(truth).filter((t) => truth[t]![day1]).map((t) => [t, [day1]]).sort());
-  assert.deepEqual([dry.deadLetterFiles, dry.orphans], [1, 1]);
+  assert.deepEqual([dry.deadLetterFiles, dry.rawFiles, dry.orphans], [1, 1, 1]);
   assert.deepEqual(await lakeByDay(lake), truth, 'a dry run changes nothing');
   assert.ok(existsSync(oldDl));
 
   const r = await expirePartitions(storage, catalog, { before: '2026-11-21' });
   assert.deepEqual(r.partitions.map((p) => [p.table, p.values]), dry.partitions.map((p) => [p.table, p.values]));
   assert.deepEqual(r.skipped, []);
-  assert.deepEqual([r.deadLetterFiles, r.orphans], [1, 1]);
+  assert.deepEqual([r.deadLetterFiles, r.rawFiles, r.orphans], [1, 1, 1]);
   assert.equal(r.garbageDeleted, r.files, 'grace 0: every file of the dropped partitions is deleted before the run returns');
   assert.deepEqual(await lakeByDay(lake), without(truth, day1), 'exactly the rows of day 1 are gone');
   for (const t of Object.keys(truth)) {
@@ -108,12 +113,13 @@ test('expire drops exactly the days before the cutoff (by the raw lines\' ground
   assert.ok(!existsSync(oldDl) && !existsSync(`${lake}/tracks/dt=2026-11-19/left-by-a-crash.parquet`));
   assert.ok(existsSync(`${lake}/tracks/dt=2026-11-22/not-expired.txt`), 'a path whose day is not over is left alone');
   assert.ok(existsSync(path.join(lake, dl[0]!)), "today's dead letter stays");
+  assert.ok(!existsSync(oldRaw) && raw.every((k) => existsSync(path.join(lake, k))), "the old raw copy goes, today's stay");
 
   // verify counts exactly day 1's rows as missing; a second run expires nothing.
   const v = await verifyLake(storage, catalog, new FileSource([input]));
   assert.deepEqual([v.missing, v.extra], [day1Rows, 0]);
   const again = await expirePartitions(storage, catalog, { before: '2026-11-21' });
-  assert.deepEqual([again.partitions.length, again.files, again.orphans, again.deadLetterFiles], [0, 0, 0, 0]);
+  assert.deepEqual([again.partitions.length, again.files, again.orphans, again.deadLetterFiles, again.rawFiles], [0, 0, 0, 0, 0]);
 });
 
 test('expire with a grace period keeps a merged partition\'s files (every generation) readable until a later run deletes them', async () => {

@@ -9,7 +9,7 @@ import { consumeKinesis } from '../../ingest/kinesis-consumer.ts';
 import { KinesisLog } from '../../source/kinesis-log.ts';
 import { LocalLog, LocalLogSource, type EventLog } from '../../source/local-log.ts';
 import { parseDuration, parseDurationOrOff, parseSize } from '../../units.ts';
-import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
+import { EXIT, LAKE_OPTIONS, lakeSettings, parse, rawCopyOption, type Io } from '../args.ts';
 
 export const DEV_HELP = `tributary dev --write-key KEY [--lake DIR] [--port 8088] [--host 127.0.0.1] [--kinesis STREAM]
 
@@ -21,7 +21,7 @@ events, flush, commit, exit 0.
 
   --write-key KEY          required (or $TRIBUTARY_WRITE_KEY)
   --max-file-age DURATION  --close-after DURATION  --target-file-size SIZE
-  --partition-by FIELDS    as for ingest
+  --partition-by FIELDS    --raw-copy              as for ingest
   --views DIR              extra .sql views for queries
 
 With --kinesis STREAM the collector puts events to the stream (answering 200 once Kinesis accepted
@@ -37,6 +37,7 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
     host: { type: 'string' },
     'write-key': { type: 'string' },
     'max-file-age': { type: 'string' },
+    'raw-copy': { type: 'boolean' },
     'close-after': { type: 'string' },
     'target-file-size': { type: 'string' },
     'partition-by': { type: 'string' },
@@ -79,6 +80,7 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
     partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
     compression: config.compression,
     tables: config.tables,
+    rawCopy: rawCopyOption(values['raw-copy'], config.rawCopy),
     signal: ac.signal,
   });
   const source = client === null ? new LocalLogSource(logDir, { log: log as LocalLog, signal: ac.signal }) : null;

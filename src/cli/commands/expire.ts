@@ -9,12 +9,13 @@ Deletes old data (retention): every partition whose day (or hour, with --partiti
 more than --older-than ago (e.g. 90d), or at or before --before (YYYY-MM-DD, UTC), is dropped from the
 catalog and its files deleted, safely while ingest and queries run: each partition is dropped under
 its compaction lock and only if no compaction moved it meanwhile (else it is left for the next run).
-Dead letters of those days go too. Tables not partitioned by dt are left alone and named.
+Dead letters and raw copies of those days go too. Tables not partitioned by dt are left alone and named.
 
   --older-than DURATION    retention: 90d, 36h, ... (at least 1h)
   --before DATE            expire the days before DATE (YYYY-MM-DD) or before an ISO 8601 instant
   --table NAME             only this table
   --keep-dead-letters      leave _deadletter/ alone
+  --keep-raw               leave _raw/ (ingest --raw-copy) alone
   --grace DURATION         how long the dropped files stay readable for queries already running
                            (default 0: deleted before this command returns; with a grace, by the
                            first expire, compact merge or delete-users run after it)
@@ -34,6 +35,7 @@ export async function expireCommand(argv: string[], io: Io): Promise<number> {
     before: { type: 'string' },
     table: { type: 'string' },
     'keep-dead-letters': { type: 'boolean' },
+    'keep-raw': { type: 'boolean' },
     grace: { type: 'string' },
     'dry-run': { type: 'boolean' },
     json: { type: 'boolean' },
@@ -57,6 +59,7 @@ export async function expireCommand(argv: string[], io: Io): Promise<number> {
       table: values.table,
       graceMs,
       deadLetters: !values['keep-dead-letters'],
+      rawCopies: !values['keep-raw'],
       dryRun: values['dry-run'],
       onProgress: progressTty ? (p) => io.stderr.write(`\r\x1b[Kexpire: ${p.partitionsDone} of ${p.partitions} partitions`) : undefined,
     });
@@ -69,7 +72,7 @@ export async function expireCommand(argv: string[], io: Io): Promise<number> {
   }
   const n = (x: number) => x.toLocaleString('en-US');
   const out: string[] = [];
-  const what = `${n(result.partitions.length)} partitions before ${result.cutoff} (${n(result.files)} files, ${formatBytes(result.bytes)}), ${n(result.deadLetterFiles)} dead-letter files and ${n(result.orphans)} unregistered files`;
+  const what = `${n(result.partitions.length)} partitions before ${result.cutoff} (${n(result.files)} files, ${formatBytes(result.bytes)}), ${n(result.deadLetterFiles)} dead-letter files, ${n(result.rawFiles)} raw-copy files and ${n(result.orphans)} unregistered files`;
   if (values['dry-run']) {
     out.push(`would expire ${what}; nothing changed`);
     for (const p of result.partitions) out.push(`  ${p.table} ${p.values.join('/')}: ${n(p.files)} files, ${formatBytes(p.bytes)}`);

@@ -3,7 +3,7 @@ import { Ingestor, type IngestOptions, type IngestStats } from '../../ingest/ing
 import { FileSource } from '../../source/file-source.ts';
 import { formatBytes, parseDuration, parseDurationOrOff, parseSize } from '../../units.ts';
 import { ConfigError } from '../../errors.ts';
-import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
+import { EXIT, LAKE_OPTIONS, lakeSettings, parse, rawCopyOption, type Io } from '../args.ts';
 
 export const INGEST_HELP = `tributary ingest [options] <file ...|->
 tributary ingest --kinesis STREAM [kinesis options] [options]
@@ -20,6 +20,8 @@ consumes a Kinesis stream until stopped (SIGINT/SIGTERM: flush, commit, checkpoi
   --compression CODEC      zstd (default) or snappy
   --compression-level N    zstd level, 1 (default, fastest) to 22 (smallest)
   --max-open-partitions N  partitions buffered at once (default 64)
+  --raw-copy               also keep the input as delivered (invalid records too), gzip'd, under
+                           <lake>/_raw/<source>/dt=<day>/ for re-ingesting later
   --json                   print one JSON object of counts at the end
   --config FILE            settings file (default ./tributary.config.json)
 
@@ -45,6 +47,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
     compression: { type: 'string' },
     'compression-level': { type: 'string' },
     'max-open-partitions': { type: 'string' },
+    'raw-copy': { type: 'boolean' },
     kinesis: { type: 'string' },
     region: { type: 'string' },
     endpoint: { type: 'string' },
@@ -82,6 +85,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
     compressionLevel: values['compression-level'] !== undefined ? levelFlag(values['compression-level']) : config.compressionLevel,
     maxOpenPartitions: maxOpen === undefined ? undefined : Number(maxOpen),
     tables: config.tables,
+    rawCopy: rawCopyOption(values['raw-copy'], config.rawCopy),
     signal: controller.signal,
     onProgress: progressTty
       ? (s) => {
