@@ -12,6 +12,8 @@ import { tempDir } from '../support/tmp.ts';
 // Lines JSON.parse accepts (or bytes it would read with U+FFFD) that DuckDB's JSON reader refuses
 // or reads differently; each used to fail the whole write, and so the run, again on every retry.
 const at = '"receivedAt":"2026-12-01T10:00:00Z"';
+// Another day, so another spool: one without repeated keys, which DuckDB reads as a STRUCT (case-insensitive names).
+const day2 = '"receivedAt":"2026-12-02T10:00:00Z"';
 const LINES: Array<{ bytes: Buffer; id: string; outcome: 'written' | RegExp }> = [
   { id: 'utf8-a', bytes: Buffer.concat([Buffer.from(`{"type":"track","event":"E","anonymousId":"a","messageId":"utf8-a",${at},"properties":{"x":"`), Buffer.from([0xff, 0xfe]), Buffer.from('"}}')]), outcome: /^not valid UTF-8/ },
   { id: 'utf8-b', bytes: Buffer.concat([Buffer.from(`{"type":"track","event":"E`), Buffer.from([0xc3]), Buffer.from(`","anonymousId":"a","messageId":"utf8-b",${at}}`)]), outcome: /^not valid UTF-8/ },
@@ -24,6 +26,8 @@ const LINES: Array<{ bytes: Buffer; id: string; outcome: 'written' | RegExp }> =
   { id: 'dup-props', bytes: Buffer.from(`{"type":"track","event":"E","anonymousId":"a","messageId":"dup-props",${at},"properties":{"n":1},"properties":{"n":2}}`), outcome: 'written' },
   { id: 'case-ctx', bytes: Buffer.from(`{"type":"track","event":"E","anonymousId":"a","messageId":"case-ctx",${at},"Context":{"ip":"2.2.2.2"},"context":{"ip":"1.1.1.1"}}`), outcome: 'written' },
   { id: 'case-user', bytes: Buffer.from(`{"type":"track","event":"E","anonymousId":"a","UserId":"wrong","userId":"u1","messageId":"case-user",${at}}`), outcome: 'written' },
+  { id: 'case-lone-user', bytes: Buffer.from(`{"type":"track","event":"E","anonymousId":"a","UserId":"not-validated","messageId":"case-lone-user",${day2}}`), outcome: 'written' },
+  { id: 'case-lone-props', bytes: Buffer.from(`{"type":"track","event":"E","anonymousId":"a","PROPERTIES":{"x":"no"},"messageId":"case-lone-props",${day2}}`), outcome: 'written' },
   { id: 'numeric-ids', bytes: Buffer.from(`{"type":"track","event":"E","anonymousId":42,"userId":7,"messageId":"numeric-ids",${at}}`), outcome: 'written' },
   { id: 'batch-lone', bytes: Buffer.from(`{"batch":[{"type":"track","event":"B\\udbff","anonymousId":"a","messageId":"batch-lone",${at}},{"type":"track","event":"B","anonymousId":"a","messageId":"batch-ok",${at}}]}`), outcome: /^unpaired surrogate \\udbff/ },
 ];
@@ -57,11 +61,14 @@ test('bytes and JSON the writer cannot read go to the dead letters (lossless) or
   try {
     const r = await q.query("SELECT message_id, event, user_id, anonymous_id, json_extract_string(properties, '$.x') AS x, properties FROM tracks ORDER BY 1");
     const rows = Object.fromEntries(r.rows.map((row) => [row[0] as string, row.slice(1)]));
-    assert.deepEqual(Object.keys(rows).sort(), ['batch-ok', 'case-ctx', 'dup-event', 'dup-props', 'escaped-backslash', 'case-user', 'nul', 'numeric-ids', 'pair'].sort());
+    assert.deepEqual(Object.keys(rows).sort(), ['batch-ok', 'case-ctx', 'case-lone-props', 'case-lone-user', 'dup-event', 'dup-props', 'escaped-backslash', 'case-user', 'nul', 'numeric-ids', 'pair'].sort());
     // A key given twice (or in two cases): the file is written by the tolerant reader, which takes
     // the last value of a name matched exactly, as JSON.parse (validation, routing) reads it.
     assert.deepEqual(rows['dup-event']!.slice(0, 1), ['Last']);
     assert.deepEqual(rows['case-user']!.slice(1, 2), ['u1'], 'userId, not UserId');
+    // A lone key that differs from a field only in case is not that field (validation never saw it).
+    assert.deepEqual(rows['case-lone-user']!.slice(1, 3), [null, 'a'], 'UserId alone is not user_id');
+    assert.deepEqual([rows['case-lone-props']![3], rows['case-lone-props']![4]], [null, null], 'PROPERTIES alone is not properties');
     const ctx = await q.query("SELECT context_ip FROM tracks WHERE message_id = 'case-ctx'");
     assert.deepEqual(ctx.rows, [['1.1.1.1']], 'context, not Context');
     assert.deepEqual(rows['numeric-ids']!.slice(1, 3), ['7', '42']);
