@@ -4,7 +4,7 @@ import { openLocalLake } from '../src/lake.ts';
 import type { RecordBatch, Source } from '../src/source/source.ts';
 import { FileSource } from '../src/source/file-source.ts';
 
-const [input, lake, target] = process.argv.slice(2) as [string, string, string];
+const [input, lake, target, mode] = process.argv.slice(2) as [string, string, string, string | undefined];
 const { storage, catalog } = openLocalLake(lake);
 const t0 = process.hrtime.bigint();
 const cpu0 = process.cpuUsage();
@@ -23,10 +23,11 @@ const timed: Source = {
     inputDoneSeconds = since();
   },
 };
-const stats = await new Ingestor(storage, catalog, { targetFileBytes: Number(target) }).run(timed);
+const stats = await new Ingestor(storage, catalog, { targetFileBytes: Number(target), rawCopy: mode === 'raw-copy' }).run(timed);
+const rawBytes = (await storage.list('_raw', { recursive: true })).reduce((a, o) => a + o.size, 0);
 const seconds = since();
 const cpu = process.cpuUsage(cpu0);
 const usage = process.resourceUsage();
 process.stdout.write(
-  JSON.stringify({ ...stats, seconds, inputDoneSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, systemSeconds: cpu.system / 1e6, minorFaults: usage.minorPageFault, maxRssBytes: usage.maxRSS * 1024 }) + '\n',
+  JSON.stringify({ ...stats, rawBytes, seconds, inputDoneSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, systemSeconds: cpu.system / 1e6, minorFaults: usage.minorPageFault, maxRssBytes: usage.maxRSS * 1024 }) + '\n',
 );

@@ -50,6 +50,9 @@ rmSync(lake, { recursive: true, force: true });
 process.stderr.write(`ingesting the same events with receivedAt in no order\n`);
 const worst = child('ingest-child.ts', [shuffled, lake, String(1024 ** 3)]);
 const shuffledBytes = statSync(shuffled).size;
+rmSync(lake, { recursive: true, force: true });
+process.stderr.write(`ingesting the events in arrival order again, with the raw copy (--raw-copy)\n`);
+const withRaw = child('ingest-child.ts', [input, lake, String(1024 ** 3), 'raw-copy']);
 const baseDir = path.join(WORK, 'baseline');
 rmSync(baseDir, { recursive: true, force: true });
 mkdirSync(baseDir);
@@ -107,6 +110,7 @@ const rows: Array<[string, string, string, string]> = [
   ['phases: input read and decoded / final Parquet writes', ...([ours, worst].map((r) => `${r.inputDoneSeconds!.toFixed(1)} s / ${(r.seconds! - r.inputDoneSeconds!).toFixed(1)} s`) as [string, string]), 'no file reaches 1 GiB: in arrival order a day is written once the input passes its end by an hour (closeAfterMs), the last day after the input ends; in no order every file is written after it'],
   ['CPU core-seconds (cores busy on average)', ...([ours, worst].map((r) => `${r.cpuSeconds!.toFixed(1)} (${(r.cpuSeconds! / r.seconds!).toFixed(2)})`) as [string, string]), `this machine has ${os.cpus().length}`],
   ['of which in the kernel (page faults, file copies)', ...([ours, worst].map((r) => `${r.systemSeconds!.toFixed(1)} core-s; ${(r.minorFaults! / 1e3).toFixed(0)} k page faults (${((r.minorFaults! * 4096) / 1e9).toFixed(1)} GB first touched)`) as [string, string]), ''],
+  ['arrival order with `--raw-copy` (gzip level 1 of every input byte): events/s, CPU, raw copy', `${rate(withRaw.written! / withRaw.seconds!)} events/s, ${withRaw.cpuSeconds!.toFixed(1)} core-s, ${mb(withRaw.rawBytes!)} MB`, '', `${((withRaw.seconds! / ours.seconds! - 1) * 100).toFixed(0)}% more time and ${(withRaw.cpuSeconds! - ours.cpuSeconds!).toFixed(1)} core-s more than without it (input ÷ copy: ${(inputBytes / withRaw.rawBytes!).toFixed(1)}×)`],
   ['calibration: writing 1 GB of memory, fresh / already touched (this run)', `${(touch.fresh / 1000).toFixed(2)} s / ${(touch.reused / 1000).toFixed(2)} s`, '', 'the cost of fresh memory on this machine'],
   ['calibration: JSON.parse alone, 1 core (this run)', `${rate(parsePerCore)} events/s`, '', `ingest (arrival order) ÷ it: ${(oursRate / parsePerCore).toFixed(2)}× (JSON.parse of each line, best of 3 over 200 MB)`],
 ];
