@@ -401,20 +401,7 @@ export class GlueCatalog implements Catalog {
    * moved fails with a CatalogError with `conflict: true`.
    */
   async swapPartitionLocation(table: string, values: string[], location: string, expectedVersion: number): Promise<PartitionDef> {
-    checkTableName(table);
-    const key = partitionKey(values);
-    const lockKey = JSON.stringify([this.catalogId ?? '', this.database, table, key]);
-    return withLock(lockKey, async () => {
-      const what = `partition ${key} of table ${this.qualified(table)}`;
-      let current: Partition | undefined;
-      try {
-        const out = await this.send(() =>
-          this.client.send(new GetPartitionCommand({ CatalogId: this.catalogId, DatabaseName: this.database, TableName: table, PartitionValues: values })),
-        );
-        current = out.Partition;
-      } catch (err) {
-        if (errorName(err) !== 'EntityNotFoundException') throw this.failure(`read ${what}`, err);
-      }
+    return this.withPartition(table, values, async (current, key, what) => {
       if (current === undefined) throw new CatalogError(`table ${table} has no partition ${key}`);
       const version = versionOf(current);
       if (version !== expectedVersion) {
@@ -453,21 +440,7 @@ export class GlueCatalog implements Catalog {
   }
 
   async dropPartition(table: string, values: string[], expectedVersion: number): Promise<boolean> {
-    checkTableName(table);
-    const key = partitionKey(values);
-    // The same in-process lock as swaps: a swap and a drop of one partition never interleave here;
-    // other processes are kept apart by the partition guard their callers hold.
-    return withLock(JSON.stringify([this.catalogId ?? '', this.database, table, key]), async () => {
-      const what = `partition ${key} of table ${this.qualified(table)}`;
-      let current: Partition | undefined;
-      try {
-        const out = await this.send(() =>
-          this.client.send(new GetPartitionCommand({ CatalogId: this.catalogId, DatabaseName: this.database, TableName: table, PartitionValues: values })),
-        );
-        current = out.Partition;
-      } catch (err) {
-        if (errorName(err) !== 'EntityNotFoundException') throw this.failure(`read ${what}`, err);
-      }
+    return this.withPartition(table, values, async (current, key, what) => {
       if (current === undefined) return false;
       const version = versionOf(current);
       if (version !== expectedVersion) {
@@ -497,6 +470,29 @@ export class GlueCatalog implements Catalog {
   }
 
   // --------------------------------------------------------------- helpers
+
+  /**
+   * Runs `fn` with the partition as Glue has it now (undefined when absent), under this process's
+   * lock of the partition: swaps and drops of one partition never interleave here; other processes
+   * are kept apart by the partition guard their callers hold.
+   */
+  private withPartition<T>(table: string, values: string[], fn: (current: Partition | undefined, key: string, what: string) => Promise<T>): Promise<T> {
+    checkTableName(table);
+    const key = partitionKey(values);
+    return withLock(JSON.stringify([this.catalogId ?? '', this.database, table, key]), async () => {
+      const what = `partition ${key} of table ${this.qualified(table)}`;
+      let current: Partition | undefined;
+      try {
+        const out = await this.send(() =>
+          this.client.send(new GetPartitionCommand({ CatalogId: this.catalogId, DatabaseName: this.database, TableName: table, PartitionValues: values })),
+        );
+        current = out.Partition;
+      } catch (err) {
+        if (errorName(err) !== 'EntityNotFoundException') throw this.failure(`read ${what}`, err);
+      }
+      return fn(current, key, what);
+    });
+  }
 
   /** GetDatabase, and CreateDatabase when it is missing (AlreadyExistsException: created meanwhile). Once per instance. */
   private ensureDatabase(): Promise<void> {

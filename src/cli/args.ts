@@ -51,3 +51,16 @@ export function rawCopyOption(flag: boolean | undefined, config: unknown): boole
   if (typeof config !== 'boolean') throw new ConfigError(`tributary.config.json: rawCopy: ${JSON.stringify(config)} is not valid; expected true or false`);
   return config;
 }
+
+/**
+ * Runs `fn` with a progress callback that draws `<label>: N of M partitions` on standard error
+ * when it is a terminal and the output is not --json, and clears the line afterwards.
+ */
+export async function withPartitionProgress<T>(io: Io, json: boolean | undefined, label: string, fn: (onProgress?: (p: { partitionsDone: number; partitions: number }) => void) => Promise<T>): Promise<T> {
+  const tty = io.stderr.isTTY === true && !json;
+  try {
+    return await fn(tty ? (p) => io.stderr.write(`\r\x1b[K${label}: ${p.partitionsDone} of ${p.partitions} partitions`) : undefined);
+  } finally {
+    if (tty) io.stderr.write('\r\x1b[K');
+  }
+}

@@ -10,7 +10,7 @@ import { LocalStorage } from '../../src/storage/local-storage.ts';
 import { FileSource } from '../../src/source/file-source.ts';
 import { SUB_POSITION_BITS, type RecordBatch, type Source } from '../../src/source/source.ts';
 import { sampleLines } from '../../src/sample/generate.ts';
-import { expectedAnswers } from '../support/ground-truth.ts';
+import { expectedAnswers, oracleEvents } from '../support/ground-truth.ts';
 import { writeTestInput } from '../support/data.ts';
 import { lakeAnswers } from '../support/lake-answers.ts';
 import { tempDir } from '../support/tmp.ts';
@@ -77,14 +77,25 @@ class CheckpointedSource implements Source {
     position >>= SUB_POSITION_BITS; // an event position: its record's
     const held = (await rawPieces(this.lake)).reduce((a, p) => (p.last > a ? p.last : a), -1n);
     if (held < position) this.violations.push(`checkpoint ${position} past the raw copy's ${held}`);
+    // Every invalid record (by the test's oracle) up to the checkpoint is in the dead letters already.
+    const { storage } = openLocalLake(this.lake);
+    const dead = new Set<number>();
+    for (const o of await storage.list('_deadletter', { recursive: true })) {
+      for (const l of (await storage.get(o.key))!.toString('utf8').split('\n')) if (l !== '') dead.add(Number(JSON.parse(l).record));
+    }
+    const lines = this.batches.flat();
+    for (let r = 1; r <= Number(position); r++) {
+      if (!oracleEvents(lines[r - 1]!).every((e) => e.valid) && !dead.has(r)) this.violations.push(`checkpoint ${position} past record ${r}, not in the dead letters`);
+    }
     this.checkpoints.push(position);
   }
 }
 
-test('a checkpoint never passes a record the raw copy does not hold; a restart copies only what is new', async () => {
+test('a checkpoint never passes a record the raw copy or the dead letters do not hold; a restart copies only what is new', async () => {
   const lake = `${tempDir('raw-ck')}/lake`;
   const { storage, catalog } = openLocalLake(lake);
   const lines = [...sampleLines({ count: 400, seed: 83, invalidRate: 0.05 })];
+  assert.ok(lines.filter((l) => !oracleEvents(l).every((e) => e.valid)).length >= 10, 'invalid records to dead-letter');
   const batches = Array.from({ length: 8 }, (_, i) => lines.slice(i * 50, (i + 1) * 50));
   const source = new CheckpointedSource(lake, batches.slice(0, 5));
   await new Ingestor(storage, catalog, { rawCopy: true, decodeWorkers: 0 }).run(source);

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { deleteUsers, readIdsFile, type DeleteUsersResult } from '../../compact/delete-users.ts';
 import { ConfigError } from '../../errors.ts';
 import { parseDuration } from '../../units.ts';
-import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
+import { EXIT, LAKE_OPTIONS, lakeSettings, parse, withPartitionProgress, type Io } from '../args.ts';
 
 export const DELETE_USERS_HELP = `tributary delete-users [options] --user-id ID ... | --anonymous-id ID ... | --ids-file FILE
 
@@ -57,20 +57,16 @@ export async function deleteUsersCommand(argv: string[], io: Io): Promise<number
   if (userIds.length + anonymousIds.length === 0) throw new ConfigError('delete-users: no ids given (--user-id, --anonymous-id or --ids-file)');
   const settings = await lakeSettings(values, io);
   const { storage, catalog } = await settings.open();
-  const progressTty = io.stderr.isTTY === true && !values.json;
-  let result: DeleteUsersResult;
-  try {
-    result = await deleteUsers(storage, catalog, {
+  const result: DeleteUsersResult = await withPartitionProgress(io, values.json, 'delete-users', (onProgress) =>
+    deleteUsers(storage, catalog, {
       userIds,
       anonymousIds,
       table: values.table,
       graceMs: values.grace === undefined ? undefined : parseDuration('--grace', values.grace),
       dryRun: values['dry-run'],
-      onProgress: progressTty ? (p) => io.stderr.write(`\r\x1b[Kdelete-users: ${p.partitionsDone} of ${p.partitions} partitions`) : undefined,
-    });
-  } finally {
-    if (progressTty) io.stderr.write('\r\x1b[K');
-  }
+      onProgress,
+    }),
+  );
   if (values.json) {
     io.stdout.write(JSON.stringify(result) + '\n');
     return result.skipped.length > 0 ? EXIT.failure : EXIT.ok;

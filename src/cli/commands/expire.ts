@@ -1,7 +1,7 @@
 import { expirePartitions, type ExpireResult } from '../../compact/expire.ts';
 import { ConfigError } from '../../errors.ts';
 import { formatBytes, parseDuration } from '../../units.ts';
-import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
+import { EXIT, LAKE_OPTIONS, lakeSettings, parse, withPartitionProgress, type Io } from '../args.ts';
 
 export const EXPIRE_HELP = `tributary expire --older-than DURATION | --before DATE [options]
 
@@ -50,10 +50,8 @@ export async function expireCommand(argv: string[], io: Io): Promise<number> {
   const graceMs = values.grace === undefined ? undefined : parseDuration('--grace', values.grace);
   const settings = await lakeSettings(values, io);
   const { storage, catalog } = await settings.open();
-  const progressTty = io.stderr.isTTY === true && !values.json;
-  let result: ExpireResult;
-  try {
-    result = await expirePartitions(storage, catalog, {
+  const result: ExpireResult = await withPartitionProgress(io, values.json, 'expire', (onProgress) =>
+    expirePartitions(storage, catalog, {
       olderThanMs,
       before: values.before,
       table: values.table,
@@ -61,11 +59,9 @@ export async function expireCommand(argv: string[], io: Io): Promise<number> {
       deadLetters: !values['keep-dead-letters'],
       rawCopies: !values['keep-raw'],
       dryRun: values['dry-run'],
-      onProgress: progressTty ? (p) => io.stderr.write(`\r\x1b[Kexpire: ${p.partitionsDone} of ${p.partitions} partitions`) : undefined,
-    });
-  } finally {
-    if (progressTty) io.stderr.write('\r\x1b[K');
-  }
+      onProgress,
+    }),
+  );
   if (values.json) {
     io.stdout.write(JSON.stringify(result) + '\n');
     return result.skipped.length > 0 ? EXIT.failure : EXIT.ok;
