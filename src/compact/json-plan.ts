@@ -10,7 +10,6 @@ import { encoderConfig, tableLayouts } from '../ingest/tables.ts';
 import { FileSource } from '../source/file-source.ts';
 import { eventPosition, recordPosition, refusedBySource } from '../source/source.ts';
 import { downloadObject, type Storage } from '../storage/storage.ts';
-import { openDuckDB } from '../writer/duckdb.ts';
 import { segmentLayoutDay, type JsonInput } from './json-to-parquet.ts';
 
 const MiB = 1024 * 1024;
@@ -89,7 +88,6 @@ export async function planJsonConversion(storage: Storage, catalog: Catalog, inp
       picks.push({ input: inputs[Math.floor(((j + 0.5) * inputs.length) / m)]!, stands });
     }
   }
-  const duck = await openDuckDB({ threads: 1 });
   const recovered = new Map<string, RecoveredTable>();
   const parts = new Map<string, { table: string; values: string[]; events: number; spoolBytes: number }>();
   let events = 0, invalid = 0, alreadyInLake = 0, sampledBytes = 0;
@@ -120,7 +118,7 @@ export async function planJsonConversion(storage: Storage, catalog: Catalog, inp
         }
         for (const g of enc.groups) {
           let rec = recovered.get(g.table);
-          if (rec === undefined) recovered.set(g.table, (rec = await recoverTable(storage, catalog, duck.conn, g.table, source.name)));
+          if (rec === undefined) recovered.set(g.table, (rec = await recoverTable(storage, catalog, g.table, source.name)));
           const mark = rec.marks.get(g.partKey)?.get(batch.shard);
           let rows = 0, bytes = 0;
           for (let i = 0; i < g.record.length; i++) {
@@ -153,7 +151,6 @@ export async function planJsonConversion(storage: Storage, catalog: Catalog, inp
       }
     }
   } finally {
-    duck.conn.closeSync();
     if (tmp !== undefined) await fsp.rm(tmp, { recursive: true, force: true });
   }
   const partitions: JsonPlanPartition[] = [...parts.values()]

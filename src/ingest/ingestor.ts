@@ -405,7 +405,7 @@ class IngestRun {
   private async recoveredFor(layout: TableLayout): Promise<RecoveredTable> {
     let r = this.recovered.get(layout.table);
     if (r === undefined) {
-      r = await recoverTable(this.storage, this.catalog, this.duck.conn, layout.table, this.source.name);
+      r = await recoverTable(this.storage, this.catalog, layout.table, this.source.name);
       this.recovered.set(layout.table, r);
     }
     return r;
@@ -426,7 +426,7 @@ class IngestRun {
    */
   private async refreshShard(shard: string): Promise<void> {
     for (const [table, rec] of this.recovered) {
-      const fresh = await recoverTable(this.storage, this.catalog, this.duck.conn, table, this.source.name);
+      const fresh = await recoverTable(this.storage, this.catalog, table, this.source.name);
       for (const [pk, part] of fresh.partitions) if (!rec.partitions.has(pk)) rec.partitions.set(pk, part);
       for (const [pk, m] of fresh.marks) {
         const last = m.get(shard);

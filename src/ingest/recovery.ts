@@ -1,9 +1,7 @@
-import type { DuckDBConnection } from '@duckdb/node-api';
 import { partitionKey, type Catalog, type PartitionDef } from '../catalog/catalog.ts';
 import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
-import { FileCache } from '../storage/file-cache.ts';
 import type { Storage } from '../storage/storage.ts';
-import { sqlString } from '../writer/duckdb.ts';
+import { readParquetFooters } from '../writer/parquet-footer.ts';
 import { GENERATION_RANGES_NAME, RANGES_METADATA_KEY, isForeignDataFile, parseDataFileName } from './file-names.ts';
 import { StorageError } from '../errors.ts';
 
@@ -31,13 +29,12 @@ function raise(marks: PartitionMarks, part: string, shard: string, last: bigint)
 /**
  * Recovers, from the committed files themselves, how far each shard of `source` got in each
  * partition of `table` (DESIGN §5.2). Single-shard files say it in their names; multi-shard and
- * merged files in their Parquet footers.
+ * merged files in their Parquet footers, read by range reads (never the whole file, even on S3).
  */
-export async function recoverTable(storage: Storage, catalog: Catalog, conn: DuckDBConnection, table: string, source: string): Promise<RecoveredTable> {
+export async function recoverTable(storage: Storage, catalog: Catalog, table: string, source: string): Promise<RecoveredTable> {
   const parts = await catalog.getPartitions(table);
   const partitions = new Map(parts.map((p) => [partitionKey(p.values), p]));
   const marks: PartitionMarks = new Map();
-  const footers: Array<{ path: string; part: string }> = [];
   const needFooters: CommittedFile[] = [];
   const sidecars = new Set<PartitionDef>();
   for (const f of await listCommittedFiles(storage, catalog, table, parts)) {
@@ -60,34 +57,23 @@ export async function recoverTable(storage: Storage, catalog: Catalog, conn: Duc
       for (const [shard, [, last]] of Object.entries(entry.ranges)) raise(marks, partitionKey(p.values), shard, BigInt(last));
     }
   }
-  const lease = new FileCache(storage).lease();
-  try {
-    const local = await lease.paths(needFooters);
-    needFooters.forEach((f, i) => footers.push({ path: local[i]!, part: partitionKey(f.partition.values) }));
-    await readFooterMarks(conn, footers, source, marks);
-  } finally {
-    lease.release();
-  }
+  await readFooterMarks(storage, needFooters, source, marks);
   return { partitions, marks };
 }
 
-/** Raises `marks` from the ranges recorded in the footers of (multi-shard and merged) files. */
-async function readFooterMarks(conn: DuckDBConnection, footers: Array<{ path: string; part: string }>, source: string, marks: PartitionMarks): Promise<void> {
-  const byPath = new Map(footers.map((f) => [f.path, f.part]));
-  for (let i = 0; i < footers.length; i += 500) {
-    const list = footers.slice(i, i + 500).map((f) => sqlString(f.path)).join(', ');
-    const res = await conn.runAndReadAll(
-      `SELECT file_name, decode(value) FROM parquet_kv_metadata([${list}]) WHERE decode(key) = ${sqlString(RANGES_METADATA_KEY)}`,
-    );
-    for (const [file, value] of res.getRows() as Array<[string, string]>) {
-      // One object for a written file; an array of them for a merged one (one per source).
-      const parsed = JSON.parse(value) as RangesMeta | RangesMeta[];
-      for (const entry of Array.isArray(parsed) ? parsed : [parsed]) {
-        if (entry.source !== source) continue;
-        for (const [shard, [, last]] of Object.entries(entry.ranges)) raise(marks, byPath.get(file)!, shard, BigInt(last));
-      }
+/** Raises `marks` from the ranges recorded in the footers of (multi-shard and merged) files, read by range reads. */
+async function readFooterMarks(storage: Storage, files: CommittedFile[], source: string, marks: PartitionMarks): Promise<void> {
+  const footers = await readParquetFooters(storage, files);
+  files.forEach((f, i) => {
+    const value = footers[i]!.kv.get(RANGES_METADATA_KEY);
+    if (value === undefined) return;
+    // One object for a written file; an array of them for a merged one (one per source).
+    const parsed = JSON.parse(value) as RangesMeta | RangesMeta[];
+    for (const entry of Array.isArray(parsed) ? parsed : [parsed]) {
+      if (entry.source !== source) continue;
+      for (const [shard, [, last]] of Object.entries(entry.ranges)) raise(marks, partitionKey(f.partition.values), shard, BigInt(last));
     }
-  }
+  });
 }
 
 /**

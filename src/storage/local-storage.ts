@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, StorageError } from '../errors.ts';
-import type { ObjectInfo, Storage } from './storage.ts';
+import { checkRange, type ObjectInfo, type Storage } from './storage.ts';
 
 /**
  * The name of a write in progress (tempBeside): not an object yet, so never listed. A process killed
@@ -122,6 +122,34 @@ export class LocalStorage implements Storage {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'EISDIR') return undefined;
       throw new StorageError(`cannot read ${key}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {
+    checkRange(offset, length);
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(this.pathOf(key), 'r');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'EISDIR') return undefined;
+      throw new StorageError(`cannot read ${key}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      const size = (await handle.stat()).size;
+      const n = Math.max(0, Math.min(length, size - offset));
+      const out = Buffer.alloc(n);
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await handle.read(out, got, n - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return got === n ? out : out.subarray(0, got);
+    } catch (err) {
+      throw new StorageError(`cannot read ${key}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      await handle.close();
     }
   }
 

@@ -15,7 +15,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { badOption, StorageError } from '../errors.ts';
 import { checkClientOptions } from '../aws/client-options.ts';
-import type { ObjectInfo, Storage } from './storage.ts';
+import { checkRange, type ObjectInfo, type Storage } from './storage.ts';
 import { describeSdkError, isRetriableSdkError } from '../aws/sdk-errors.ts';
 import { withContentMd5 } from './s3-content-md5.ts';
 import { S3_MIN_PART_SIZE, normalizePrefix, parseS3Uri, validateBucket } from './s3-uri.ts';
@@ -214,10 +214,20 @@ export class S3Storage implements Storage {
    * included, up to BODY_READ_ATTEMPTS times.
    */
   async get(key: string): Promise<Buffer | undefined> {
-    const k = this.objectKey(key);
+    return this.readBody(this.objectKey(key));
+  }
+
+  /** GetObject with a Range header, its body read as get's (cut bodies retried); past the end: no bytes. */
+  async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {
+    checkRange(offset, length);
+    return this.readBody(this.objectKey(key), `bytes=${offset}-${offset + length - 1}`);
+  }
+
+  private async readBody(k: string, range?: string): Promise<Buffer | undefined> {
     for (let attempt = 1; ; attempt++) {
-      const out = await this.sendGet(k);
+      const out = await this.sendGet(k, range);
       if (out === undefined) return undefined;
+      if (out === 'past-end') return Buffer.alloc(0);
       try {
         if (!out.Body) return Buffer.alloc(0);
         const bytes = await out.Body.transformToByteArray();
@@ -241,7 +251,7 @@ export class S3Storage implements Storage {
   async download(key: string, localPath: string): Promise<{ size: number; etag?: string } | undefined> {
     const k = this.objectKey(key);
     const out = await this.sendGet(k);
-    if (out === undefined) return undefined;
+    if (out === undefined || out === 'past-end') return undefined; // no range asked: never past-end
     let size = 0;
     try {
       const body = (out.Body ?? Readable.from([])) as Readable;
@@ -345,12 +355,13 @@ export class S3Storage implements Storage {
    * GetObject of the full object key `k`, its body not yet read; undefined when there is no such
    * object (NoSuchKey, or a 404 that is not NoSuchBucket: a missing bucket is an error).
    */
-  private async sendGet(k: string): Promise<GetObjectCommandOutput | undefined> {
+  private async sendGet(k: string, range?: string): Promise<GetObjectCommandOutput | 'past-end' | undefined> {
     try {
-      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: k }));
+      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: k, Range: range }));
     } catch (err) {
       const { name, status } = describe(err);
       if (name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket')) return undefined;
+      if (range !== undefined && (name === 'InvalidRange' || status === 416)) return 'past-end';
       throw this.failure('read', k, err);
     }
   }

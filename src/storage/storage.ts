@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { StorageError } from '../errors.ts';
+import { StorageError, badOption } from '../errors.ts';
 
 /** One object in storage, as listed. */
 export interface ObjectInfo {
@@ -31,6 +31,11 @@ export interface Storage {
   putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean>;
   /** The object's bytes, or undefined when there is none. */
   get(key: string): Promise<Buffer | undefined>;
+  /**
+   * Bytes `offset` to `offset + length - 1` of the object (fewer where it ends first, none past its
+   * end), or undefined when there is none: a Parquet footer without fetching the file (S3 Range).
+   */
+  getRange(key: string, offset: number, length: number): Promise<Buffer | undefined>;
   /** Objects directly under `prefix` (non-recursive unless `recursive`), sorted by key. */
   list(prefix: string, options?: { recursive?: boolean }): Promise<ObjectInfo[]>;
   /** Deletes the keys; missing keys are not an error. */
@@ -73,4 +78,10 @@ export async function copyObject(storage: Storage, from: string, to: string): Pr
 /** True for names readers must ignore (Hive, Athena and Spark skip names starting with '_' or '.'). */
 export function isHiddenName(name: string): boolean {
   return name.startsWith('_') || name.startsWith('.');
+}
+
+/** Checks getRange's arguments: whole numbers, offset ≥ 0, length ≥ 1. */
+export function checkRange(offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0) badOption('getRange offset', offset, 'a whole number ≥ 0');
+  if (!Number.isSafeInteger(length) || length < 1) badOption('getRange length', length, 'a whole number ≥ 1');
 }

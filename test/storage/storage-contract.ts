@@ -24,6 +24,19 @@ export function storageContract(name: string, make: () => Promise<Storage>, opti
     assert.equal(await s.get('nope/x'), undefined);
   });
 
+  test(`${name}: getRange reads a slice, fewer bytes at the end, none past it; a missing object is undefined; bad ranges are refused`, async () => {
+    const s = await make();
+    const body = Buffer.from(Array.from({ length: 300 }, (_, i) => i % 251));
+    await s.put('r/obj.bin', body);
+    assert.deepEqual(await s.getRange('r/obj.bin', 0, 10), body.subarray(0, 10));
+    assert.deepEqual(await s.getRange('r/obj.bin', 290, 64), body.subarray(290), 'fewer where the object ends');
+    assert.deepEqual(await s.getRange('r/obj.bin', 123, 1), body.subarray(123, 124));
+    assert.equal((await s.getRange('r/obj.bin', 300, 8))!.length, 0, 'none past the end');
+    assert.equal(await s.getRange('r/missing.bin', 0, 8), undefined);
+    await assert.rejects(s.getRange('r/obj.bin', -1, 8), /offset: -1 is not valid/);
+    await assert.rejects(s.getRange('r/obj.bin', 0, 0), /length: 0 is not valid/);
+  });
+
   const noConditionalWrites =
     options.conditionalWrites === false ? (options.skipReason ?? 'the server under test does not support conditional writes') : false;
   test(`${name}: putIfAbsent creates once`, { skip: noConditionalWrites }, async () => {

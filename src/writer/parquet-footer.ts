@@ -1,0 +1,56 @@
+import { parquetMetadataAsync, type AsyncBuffer } from 'hyparquet';
+import { StorageError } from '../errors.ts';
+import type { Storage } from '../storage/storage.ts';
+
+/** Bytes fetched from a file's end first: our footers (a few row groups of ~25 columns) fit, else one more read. */
+const INITIAL_FETCH = 64 * 1024;
+
+/** What a Parquet footer says that Tributary reads without the file. */
+export interface ParquetFooter {
+  rows: number;
+  /** Key-value metadata (`tributary.ranges`, `tributary.table`, ...). */
+  kv: Map<string, string>;
+}
+
+/** Footers read at once by readParquetFooters: each is one or two small range reads, on S3 mostly waiting. */
+const CONCURRENCY = 8;
+
+/**
+ * The footer of the Parquet object at `key` (`size` bytes, as listed), read by range reads (one, or
+ * two for a large footer): the file itself is never fetched, which on S3 is the difference between
+ * reading ~64 KiB and a whole 1 GiB file.
+ */
+export async function readParquetFooter(storage: Storage, key: string, size: number): Promise<ParquetFooter> {
+  const file: AsyncBuffer = {
+    byteLength: size,
+    slice: async (start: number, end?: number) => {
+      const stop = end ?? size;
+      const b = await storage.getRange(key, start, Math.max(1, stop - start));
+      if (b === undefined) throw new StorageError(`${storage.root}/${key} disappeared while its Parquet footer was being read`, { retriable: true });
+      if (b.length !== stop - start) throw new StorageError(`${storage.root}/${key} is shorter than its listed ${size} bytes (rewritten while being read?)`, { retriable: true });
+      return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
+    },
+  };
+  let meta;
+  try {
+    meta = await parquetMetadataAsync(file, { initialFetchSize: INITIAL_FETCH });
+  } catch (err) {
+    if (err instanceof StorageError) throw err;
+    throw new StorageError(`${storage.root}/${key} is not a readable Parquet file: ${(err as Error).message}`, { cause: err });
+  }
+  return { rows: Number(meta.num_rows), kv: new Map((meta.key_value_metadata ?? []).map((kv) => [kv.key, kv.value ?? ''])) };
+}
+
+/** readParquetFooter of each object, several at once; results in the order of `objects`. */
+export async function readParquetFooters(storage: Storage, objects: ReadonlyArray<{ key: string; size: number }>): Promise<ParquetFooter[]> {
+  const out = new Array<ParquetFooter>(objects.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < objects.length) {
+      const i = next++;
+      out[i] = await readParquetFooter(storage, objects[i]!.key, objects[i]!.size);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, objects.length) }, worker));
+  return out;
+}
