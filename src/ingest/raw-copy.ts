@@ -40,6 +40,7 @@ interface Piece {
 export class RawCopySink {
   private readonly hwm = new Map<string, bigint>();
   private readonly pieces = new Map<string, Piece>();
+  private readonly storing = new Set<Promise<void>>();
   private seq = 0;
   /** Records copied by this sink. */
   records = 0;
@@ -122,12 +123,22 @@ export class RawCopySink {
   /** Stores every piece: afterwards the copy holds every record added so far. */
   async flush(): Promise<void> {
     for (const shard of [...this.pieces.keys()]) await this.store(shard);
+    // Pieces add() is storing (rotated by size) hold records added before this call too.
+    await Promise.all([...this.storing]);
   }
 
-  private async store(shard: string): Promise<void> {
+  /** Stores the shard's piece; until it is stored, flush() waits for it too. */
+  private store(shard: string): Promise<void> {
     const p = this.pieces.get(shard);
-    if (p === undefined) return;
+    if (p === undefined) return Promise.resolve();
     this.pieces.delete(shard);
+    const done = this.storePiece(shard, p);
+    this.storing.add(done);
+    void done.finally(() => this.storing.delete(done)).catch(() => undefined);
+    return done;
+  }
+
+  private async storePiece(shard: string, p: Piece): Promise<void> {
     try {
       await p.chain;
     } finally {
@@ -136,7 +147,7 @@ export class RawCopySink {
     const day = new Date().toISOString().slice(0, 10);
     await this.storage.putFile(`${this.prefix}/dt=${day}/${shard}-${p.first}-${p.last}.ndjson.gz`, p.file);
     await fsp.rm(p.file, { force: true });
-    this.hwm.set(shard, p.last);
+    if ((this.hwm.get(shard) ?? -1n) < p.last) this.hwm.set(shard, p.last); // pieces of a shard may finish out of order
     this.files++;
   }
 

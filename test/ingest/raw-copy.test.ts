@@ -143,3 +143,28 @@ test('RawCopySink: pieces rotate at their size; a sink that recovers a mark insi
   // Pieces are series of gzip members: each batch one member.
   assert.equal(gunzipSync(Buffer.concat([gzipSync('a\n'), gzipSync('b\n')])).toString(), 'a\nb\n');
 });
+
+test('RawCopySink.flush waits for a piece add() is storing (a checkpoint must not pass its records)', async () => {
+  const dir = tempDir('raw-flush');
+  mkdirSync(`${dir}/spool`);
+  const inner = new LocalStorage(`${dir}/lake`);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const storage = Object.assign(Object.create(inner) as LocalStorage, {
+    putFile: async (key: string, local: string) => {
+      await gate;
+      return inner.putFile(key, local);
+    },
+  });
+  const sink = new RawCopySink(storage, 'src', `${dir}/spool`, 10);
+  const batch: RecordBatch = { shard: 'a', fallbackReceivedAtMs: 0, records: [{ position: 1n, data: '{"n":1}' }, { position: 2n, data: '{"n":2}' }] };
+  const adding = sink.add(batch); // over 10 bytes: the piece is stored at once, held by the gate
+  await new Promise((r) => setTimeout(r, 20));
+  let flushed = false;
+  const flushing = sink.flush().then(() => (flushed = true));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(flushed, false, 'flush waits for the piece being stored');
+  release();
+  await Promise.all([adding, flushing]);
+  assert.deepEqual((await inner.list('_raw', { recursive: true })).map((o) => rawCopyFileRange(o.key)), [{ shard: 'a', first: 1n, last: 2n }]);
+});
