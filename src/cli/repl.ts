@@ -50,6 +50,9 @@ export function statelessSession(run: (sql: string) => Promise<QueryResult>): Re
   };
 }
 
+const DOT_COMMANDS = ['.tables', '.schema', '.format', '.timer', '.refresh', '.read', '.quit', '.exit', '.help'];
+const KEYWORDS = ['SELECT', 'FROM', 'WHERE', 'GROUP BY', 'ORDER BY', 'HAVING', 'LIMIT', 'DISTINCT', 'COUNT', 'JOIN', 'LEFT JOIN', 'WITH', 'UNION ALL', 'DESCRIBE', 'SUMMARIZE', 'json_extract_string'];
+
 const HELP = `.tables              tables and views of the lake
 .schema NAME         columns and types of a table or view
 .format FORMAT       table, json, csv or ndjson
@@ -57,7 +60,7 @@ const HELP = `.tables              tables and views of the lake
 .refresh             read the catalog again (files committed since; temporary tables are lost)
 .read FILE           run the statements in FILE
 .quit                leave (also .exit, or Ctrl-D)
-Statements end with ';' and may span lines. Ctrl-C clears the input, or stops a running statement.
+Statements end with ';' and may span lines; Tab completes names. Ctrl-C clears the input, or stops a running statement.
 `;
 
 /**
@@ -71,7 +74,28 @@ export async function runRepl(session: ReplSession, io: Io, initialFormat: Forma
   const state = { format: initialFormat, timer: false };
   const historyFile = io.env.TRIBUTARY_HISTORY ?? path.join(os.homedir(), '.tributary_history');
   const history = tty && historyFile !== '' ? await readHistory(historyFile) : [];
-  const rl = readline.createInterface({ input: io.stdin, output: tty ? io.stdout : undefined, terminal: tty, history, historySize: 1000, removeHistoryDuplicates: true });
+  // Tab completes dot commands, table and view names, and SQL keywords; the names are read once, on the first Tab.
+  let names: string[] | null = null;
+  const completer = async (line: string): Promise<[string[], string]> => {
+    const word = /[A-Za-z_.][A-Za-z0-9_.]*$/.exec(line)?.[0] ?? '';
+    if (word === '') return [[], word];
+    let pool: string[];
+    if (line.trimStart().startsWith('.') && !line.trimStart().includes(' ')) pool = DOT_COMMANDS;
+    else {
+      names ??= await session.names().catch(() => []);
+      pool = [...names, ...KEYWORDS.map((k) => (word === word.toLowerCase() ? k.toLowerCase() : k))];
+    }
+    return [pool.filter((c) => c.startsWith(word)), word];
+  };
+  const rl = readline.createInterface({
+    input: io.stdin,
+    output: tty ? io.stdout : undefined,
+    terminal: tty,
+    history,
+    historySize: 1000,
+    removeHistoryDuplicates: true,
+    ...(tty && { completer: (line: string, cb: (err: null, r: [string[], string]) => void) => void completer(line).then((r) => cb(null, r)) }),
+  });
   const write = (s: string) => io.stdout.write(s);
   const fail = (msg: string) => io.stderr.write(`Error: ${msg}\n`);
   let running = false;

@@ -65,7 +65,7 @@ function fakeTty(): PassThrough & { isTTY: boolean; setRawMode: (b: boolean) => 
   return Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => {}, columns: 120 });
 }
 
-test('on a terminal the shell keeps going after an error, Ctrl-C clears the input, temporary tables persist until .refresh, and history is saved', async () => {
+test('on a terminal the shell keeps going after an error, Tab completes names, Ctrl-C clears the input, temporary tables persist until .refresh, and history is saved', async () => {
   const dir = tempDir('repl-tty');
   const lake = `${dir}/lake`;
   const input = `${dir}/in.ndjson`;
@@ -89,6 +89,8 @@ test('on a terminal the shell keeps going after an error, Ctrl-C clears the inpu
   };
   await send('SELEC 1;\r', () => /syntax error/.test(err));
   await send("SELECT count(*) AS signed FROM tracks\r  WHERE event = 'Signed Up';\r", () => /signed\r?\n10\r?\n/.test(out));
+  await send('SELECT count(*) AS n FROM trac\t', () => /FROM tracks/.test(out)); // Tab completes the table's name
+  await send(';\r', () => /\bn\r?\n40\r?\n/.test(out));
   await send('CREATE TEMP TABLE t AS SELECT 7 AS seven;\r', () => /Count\r?\n1\r?\n/.test(out));
   await send('SELECT 1 AS abandoned\r', () => /\.\.\.> /.test(out));
   await send('\x03', () => /\^C/.test(out)); // Ctrl-C: the unfinished statement is dropped
