@@ -23,6 +23,8 @@ interface Piece {
   handle: fsp.FileHandle;
   /** Input bytes in the piece (before compression). */
   bytes: number;
+  /** When its first record was added (wall clock). */
+  openedAtMs: number;
   /** Compressed members appended in order. */
   chain: Promise<void>;
   queued: number;
@@ -31,9 +33,9 @@ interface Piece {
 /**
  * The optional lossless raw copy of DESIGN §4: every record as the source delivered it (before
  * validation, invalid ones too), gzip'd, at `_raw/<source>/dt=<day written>/<shard>-<first>-<last>.ndjson.gz`.
- * Pieces are spooled to local disk (memory stays at a few batches), stored when they reach
- * `pieceBytes` of input or when the ingest checkpoints, so a source position is never checkpointed
- * past a record the copy does not hold. Names carry the record positions they hold: after a crash
+ * Pieces are spooled to local disk (memory stays at a few batches) and stored when they reach
+ * `pieceBytes` of input or `maxAgeMs` of age, at a shard's hand-over and at the end; the ingest
+ * never checkpoints a source position past the last record stored (storedThrough). Names carry the record positions they hold: after a crash
  * the copy recovers its high-water mark per shard from them, and a replay copies no record twice.
  * A piece is a series of gzip members, which gunzip, Node's zlib and DuckDB read as one stream.
  */
@@ -52,7 +54,21 @@ export class RawCopySink {
     private readonly source: string,
     private readonly spoolDir: string,
     private readonly pieceBytes = 256 * MiB,
+    /** A piece is stored once its first record is this old (ms), so a quiet stream's checkpoints move on. */
+    private readonly maxAgeMs = 15 * 60_000,
   ) {}
+
+  /** The last record position of `shard` the stored pieces hold (a checkpoint must not pass it), or undefined. */
+  storedThrough(shard: string): bigint | undefined {
+    return this.hwm.get(shard);
+  }
+
+  /** Stores the pieces whose first record is maxAgeMs old; true when it stored any. */
+  async storeAged(now = Date.now()): Promise<boolean> {
+    const aged = [...this.pieces].filter(([, p]) => now - p.openedAtMs >= this.maxAgeMs).map(([shard]) => shard);
+    for (const shard of aged) await this.store(shard);
+    return aged.length > 0;
+  }
 
   private get prefix(): string {
     return `_raw/${this.source}`;
@@ -101,7 +117,7 @@ export class RawCopySink {
     let piece = this.pieces.get(batch.shard);
     if (piece === undefined) {
       const file = path.join(this.spoolDir, `raw-${++this.seq}.ndjson.gz`);
-      piece = { first, last, file, handle: await fsp.open(file, 'w'), bytes: 0, chain: Promise.resolve(), queued: 0 };
+      piece = { first, last, file, handle: await fsp.open(file, 'w'), bytes: 0, openedAtMs: Date.now(), chain: Promise.resolve(), queued: 0 };
       this.pieces.set(batch.shard, piece);
     }
     piece.last = last;

@@ -168,3 +168,47 @@ test('RawCopySink.flush waits for a piece add() is storing (a checkpoint must no
   await Promise.all([adding, flushing]);
   assert.deepEqual((await inner.list('_raw', { recursive: true })).map((o) => rawCopyFileRange(o.key)), [{ shard: 'a', first: 1n, last: 2n }]);
 });
+
+/** Batches without hand-overs; the stream pauses after `pauseAfter` batches until released. Checkpoints are checked as above. */
+class PausingSource extends CheckpointedSource {
+  release!: () => void;
+  private readonly released = new Promise<void>((r) => (this.release = r));
+  constructor(lake: string, private readonly all: string[][], private readonly pauseAfter: number) {
+    super(lake, all);
+  }
+  override async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
+    let pos = 0;
+    for (const [i, b] of this.all.entries()) {
+      if (i === this.pauseAfter) await this.released;
+      yield { shard: 's1', fallbackReceivedAtMs: Date.UTC(2026, 10, 20), records: b.map((data) => ({ position: BigInt(++pos), data })) };
+    }
+  }
+}
+
+test('raw pieces are stored by size or age, not at each commit; checkpoints wait for them, and a quiet stream still checkpoints', async () => {
+  const lake = `${tempDir('raw-age')}/lake`;
+  const { storage, catalog } = openLocalLake(lake);
+  const lines = [...sampleLines({ count: 400, seed: 85, invalidRate: 0.05 })];
+  const batches = Array.from({ length: 8 }, (_, i) => lines.slice(i * 50, (i + 1) * 50));
+  // Many commits (1 KiB files), one raw piece: stored at the end; no checkpoint passed it meanwhile.
+  const busy = new PausingSource(lake, batches, -1);
+  const stats = await new Ingestor(storage, catalog, { rawCopy: true, decodeWorkers: 0, targetFileBytes: 1024 }).run(busy);
+  assert.ok(stats.files > 10, `${stats.files} commits`);
+  assert.deepEqual(busy.violations, []);
+  assert.equal((await rawPieces(lake)).length, 1, 'one piece, not one per commit');
+  assert.equal(busy.checkpoints.at(-1), 400n);
+
+  // A quiet stream: after two batches nothing arrives; the time cap (300 ms) stores the piece and files, and the checkpoint moves.
+  const lake2 = `${tempDir('raw-quiet')}/lake`;
+  const l2 = openLocalLake(lake2);
+  const quiet = new PausingSource(lake2, batches, 2);
+  const run = new Ingestor(l2.storage, l2.catalog, { rawCopy: true, decodeWorkers: 0, maxFileAgeMs: 300 }).run(quiet);
+  for (let i = 0; i < 100 && quiet.checkpoints.at(-1) !== 100n; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(quiet.checkpoints.at(-1), 100n, 'checkpointed through the second batch while the stream is quiet');
+  assert.deepEqual((await rawPieces(lake2)).map((p) => [p.first, p.last]), [[1n, 100n]]);
+  quiet.release();
+  await run;
+  assert.deepEqual(quiet.violations, []);
+  const copied = (await rawPieces(lake2)).flatMap((p) => gunzipSync(readFileSync(`${lake2}/${p.key}`)).toString('utf8').split('\n').slice(0, -1));
+  assert.deepEqual(copied, lines);
+});
