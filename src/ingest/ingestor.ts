@@ -398,7 +398,8 @@ class IngestRun {
     this.deadLetters = new DeadLetterSink(this.storage, this.source.name);
     await this.deadLetters.recover();
     if (this.raw.rawCopy) {
-      this.rawCopy = new RawCopySink(this.storage, this.source.name, this.spoolDir, undefined, this.opts.maxFileAgeMs);
+      const fence = this.source.fence?.bind(this.source);
+      this.rawCopy = new RawCopySink(this.storage, this.source.name, this.spoolDir, undefined, this.opts.maxFileAgeMs, fence);
       await this.rawCopy.recover();
     }
   }

@@ -56,6 +56,8 @@ export class RawCopySink {
     private readonly pieceBytes = 256 * MiB,
     /** A piece is stored once its first record is this old (ms), so a quiet stream's checkpoints move on. */
     private readonly maxAgeMs = 15 * 60_000,
+    /** The source's fence (Source.fence): throws when this process may no longer write for the shard. */
+    private readonly fence?: (shards: readonly string[]) => Promise<void>,
   ) {}
 
   /** The last record position of `shard` the stored pieces hold (a checkpoint must not pass it), or undefined. */
@@ -160,6 +162,9 @@ export class RawCopySink {
     } finally {
       await p.handle.close();
     }
+    // A shard taken over by another consumer is copied by it from the checkpoint: storing this piece
+    // too would copy its records twice. The fence throws, the run fails and the piece is discarded.
+    await this.fence?.([shard]);
     const day = new Date().toISOString().slice(0, 10);
     await this.storage.putFile(`${this.prefix}/dt=${day}/${shard}-${p.first}-${p.last}.ndjson.gz`, p.file);
     await fsp.rm(p.file, { force: true });

@@ -7,6 +7,7 @@ import { Ingestor } from '../../src/ingest/ingestor.ts';
 import { RawCopySink, rawCopyFileRange } from '../../src/ingest/raw-copy.ts';
 import { openLocalLake } from '../../src/lake.ts';
 import { LocalStorage } from '../../src/storage/local-storage.ts';
+import { LeaseLostError } from '../../src/errors.ts';
 import { FileSource } from '../../src/source/file-source.ts';
 import { SUB_POSITION_BITS, type RecordBatch, type Source } from '../../src/source/source.ts';
 import { sampleLines } from '../../src/sample/generate.ts';
@@ -211,4 +212,22 @@ test('raw pieces are stored by size or age, not at each commit; checkpoints wait
   assert.deepEqual(quiet.violations, []);
   const copied = (await rawPieces(lake2)).flatMap((p) => gunzipSync(readFileSync(`${lake2}/${p.key}`)).toString('utf8').split('\n').slice(0, -1));
   assert.deepEqual(copied, lines);
+});
+
+test('RawCopySink stores no piece of a shard whose lease is lost (the new holder copies it from the checkpoint)', async () => {
+  const dir = tempDir('raw-fence');
+  mkdirSync(`${dir}/spool`);
+  const storage = new LocalStorage(`${dir}/lake`);
+  let held = true;
+  const fence = async (shards: readonly string[]) => {
+    if (!held) throw new LeaseLostError(`shard ${shards[0]} is not held by this consumer any more`);
+  };
+  const sink = new RawCopySink(storage, 'src', `${dir}/spool`, 1 << 20, 60_000, fence);
+  await sink.add({ shard: 'a', fallbackReceivedAtMs: 0, records: [{ position: 1n, data: '{"n":1}' }] });
+  await sink.flush();
+  await sink.add({ shard: 'a', fallbackReceivedAtMs: 0, records: [{ position: 2n, data: '{"n":2}' }] });
+  held = false;
+  await assert.rejects(sink.flush(), LeaseLostError);
+  await sink.discard();
+  assert.deepEqual((await storage.list('_raw', { recursive: true })).map((o) => rawCopyFileRange(o.key)), [{ shard: 'a', first: 1n, last: 1n }]);
 });
