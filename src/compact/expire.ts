@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { isConflict, type Catalog, type PartitionDef, type TableDef } from '../catalog/catalog.ts';
 import { PartitionGuard } from '../catalog/partition-guard.ts';
 import { ConfigError, badOption } from '../errors.ts';
 import { partitionWindowEnd } from '../partition/spec.ts';
 import type { ObjectInfo, Storage } from '../storage/storage.ts';
-import { basePath, collectGarbage, garbageRecords, underCompactionLock, type MergeResult } from './merge.ts';
+import { basePath, collectGarbage, garbageRecords, recordGarbage, underCompactionLock, type MergeResult } from './merge.ts';
 
 /** Which partitions expire: give exactly one of `olderThanMs` and `before`. */
 export interface ExpireOptions {
@@ -102,8 +101,8 @@ export async function expirePartitions(storage: Storage, catalog: Catalog, optio
   const result: ExpireResult = { cutoff: new Date(cutoff).toISOString(), partitions: [], files: 0, bytes: 0, orphans: 0, deadLetterFiles: 0, rawFiles: 0, tablesWithoutDt: [], skipped: [], garbageDeleted: 0, seconds: 0 };
   if (!options.dryRun) result.garbageDeleted = await collectGarbage(storage, catalog, graceMs);
 
-  const expired = (t: TableDef, values: string[]) => {
-    const end = partitionWindowEnd(t.partitionKeys.map((k, i) => [k.name, values[i] ?? ''] as const));
+  const expired = (pairs: ReadonlyArray<readonly [string, string]>) => {
+    const end = partitionWindowEnd(pairs);
     return end !== null && end <= cutoff;
   };
   const todo: Array<{ t: TableDef; p: PartitionDef }> = [];
@@ -114,7 +113,7 @@ export async function expirePartitions(storage: Storage, catalog: Catalog, optio
       continue;
     }
     dated.push(t);
-    for (const p of await catalog.getPartitions(t.name)) if (expired(t, p.values)) todo.push({ t, p });
+    for (const p of await catalog.getPartitions(t.name)) if (expired(t.partitionKeys.map((k, i) => [k.name, p.values[i]!] as const))) todo.push({ t, p });
   }
 
   const guard = new PartitionGuard(storage);
@@ -135,7 +134,7 @@ export async function expirePartitions(storage: Storage, catalog: Catalog, optio
           return;
         }
         const keys = objects.map((o) => o.key);
-        await storage.put(`_tributary/gc/${String(Date.now() + graceMs).padStart(15, '0')}-${randomBytes(4).toString('hex')}.json`, JSON.stringify({ table: t.name, values: part.values, keys, reason: 'expiry' }));
+        await recordGarbage(storage, graceMs, { table: t.name, values: part.values, keys, reason: 'expiry' });
         result.partitions.push({ table: t.name, values: part.values, files: keys.length, bytes: objects.reduce((a, o) => a + o.size, 0) });
       });
     }
@@ -144,7 +143,9 @@ export async function expirePartitions(storage: Storage, catalog: Catalog, optio
   result.files = result.partitions.reduce((a, p) => a + p.files, 0);
   result.bytes = result.partitions.reduce((a, p) => a + p.bytes, 0);
 
-  for (const t of dated) result.orphans += await sweepOrphans(storage, catalog, t, expired, options.dryRun === true);
+  // What a drop left for its grace period is not an orphan: its garbage record deletes it in time.
+  const pending = new Set((await garbageRecords(storage)).flatMap((r) => r.keys));
+  for (const t of dated) result.orphans += await sweepOrphans(storage, catalog, t, expired, pending, options.dryRun === true);
   if (options.deadLetters !== false) result.deadLetterFiles = await expireDays(storage, '_deadletter', cutoff, options.dryRun === true);
   if (options.rawCopies !== false) result.rawFiles = await expireDays(storage, '_raw', cutoff, options.dryRun === true);
   // With no grace period, what this run dropped goes now rather than at the next run.
@@ -166,24 +167,19 @@ async function partitionObjects(storage: Storage, t: TableDef, p: PartitionDef):
  * Listed before the catalog is read: ingest registers a partition before its first file lands, so
  * a file found here whose partition is registered by then is kept.
  */
-async function sweepOrphans(storage: Storage, catalog: Catalog, t: TableDef, expired: (t: TableDef, values: string[]) => boolean, dryRun: boolean): Promise<number> {
+async function sweepOrphans(storage: Storage, catalog: Catalog, t: TableDef, expired: (pairs: Array<[string, string]>) => boolean, pending: Set<string>, dryRun: boolean): Promise<number> {
   const objects = await storage.list(t.location, { recursive: true });
   const registered = new Set((await catalog.getPartitions(t.name)).map((p) => basePath(t, p.values)));
-  // What a drop left for its grace period is not an orphan: its garbage record deletes it in time.
-  const pending = new Set((await garbageRecords(storage)).flatMap((r) => r.keys));
   const depth = t.partitionKeys.length;
   const orphans: string[] = [];
   for (const o of objects) {
     const segments = o.key.slice(t.location.length + 1).split('/');
     if (segments.length <= depth) continue;
-    const pairs = segments.slice(0, depth).map((s) => s.split('='));
+    const pairs = segments.slice(0, depth).map((s) => s.split('=') as [string, string]);
     if (pairs.some((kv, i) => kv.length !== 2 || kv[0] !== t.partitionKeys[i]!.name)) continue; // not a partition path of ours
     const prefix = `${t.location}/${segments.slice(0, depth).join('/')}`;
     if (registered.has(prefix) || pending.has(o.key)) continue;
-    const dtIndex = t.partitionKeys.findIndex((k) => k.name === 'dt');
-    const hourIndex = t.partitionKeys.findIndex((k) => k.name === 'hour');
-    const values = t.partitionKeys.map((_, i) => (i === dtIndex || i === hourIndex ? pairs[i]![1]! : ''));
-    if (expired(t, values)) orphans.push(o.key);
+    if (expired(pairs)) orphans.push(o.key); // by dt (and hour): their values need no unescaping
   }
   if (!dryRun) await storage.delete(orphans);
   return orphans.length;

@@ -45,6 +45,7 @@ const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 function fromJson(j: JsonJob, file: string): JobDefinition {
   const o = j.options ?? {};
   const str = (k: string) => (o[k] === undefined ? undefined : String(o[k]));
+  const duration = (k: string) => (o[k] === undefined ? undefined : parseDuration(`${j.name}.${k}`, String(o[k])));
   if (j.kind === 'merge') {
     return {
       name: j.name,
@@ -52,8 +53,8 @@ function fromJson(j: JsonJob, file: string): JobDefinition {
       run: async ({ storage, catalog }) => {
         const r = await runMerge(storage, catalog, {
           table: str('table'),
-          olderThanMs: str('olderThan') === undefined ? undefined : parseDuration(`${j.name}.olderThan`, str('olderThan')!),
-          graceMs: str('grace') === undefined ? undefined : parseDuration(`${j.name}.grace`, str('grace')!),
+          olderThanMs: duration('olderThan'),
+          graceMs: duration('grace'),
           smallFileBytes: str('smallFileSize') === undefined ? undefined : parseSize(`${j.name}.smallFileSize`, str('smallFileSize')!),
           targetFileBytes: str('targetFileSize') === undefined ? undefined : parseSize(`${j.name}.targetFileSize`, str('targetFileSize')!),
         });
@@ -90,7 +91,7 @@ function fromJson(j: JsonJob, file: string): JobDefinition {
         const r = await deleteUsers(storage, catalog, {
           ...ids,
           table: str('table'),
-          graceMs: str('grace') === undefined ? undefined : parseDuration(`${j.name}.grace`, str('grace')!),
+          graceMs: duration('grace'),
         });
         const rows = Object.values(r.rows).reduce((a, b) => a + b, 0);
         return `deleted ${rows} rows (${r.files} files rewritten in ${r.partitions} partitions), ${r.deadLetters} dead letters${r.skipped.length > 0 ? `; ${r.skipped.length} partitions busy, left for the next run` : ''}`;
@@ -98,10 +99,9 @@ function fromJson(j: JsonJob, file: string): JobDefinition {
     };
   }
   if (j.kind === 'expire') {
-    const olderThan = str('olderThan');
-    if (olderThan === undefined) badOption(`${file}: job ${j.name}.options.olderThan`, olderThan, 'the retention, e.g. "90d"');
-    const olderThanMs = parseDuration(`${j.name}.olderThan`, olderThan!);
-    const graceMs = str('grace') === undefined ? undefined : parseDuration(`${j.name}.grace`, str('grace')!);
+    const olderThanMs = duration('olderThan');
+    if (olderThanMs === undefined) badOption(`${file}: job ${j.name}.options.olderThan`, olderThanMs, 'the retention, e.g. "90d"');
+    const graceMs = duration('grace');
     const deadLetters = o.deadLetters === undefined ? undefined : o.deadLetters === true ? true : o.deadLetters === false ? false : badOption(`${file}: job ${j.name}.options.deadLetters`, o.deadLetters, 'true or false');
     return {
       name: j.name,

@@ -302,7 +302,7 @@ export async function commitGeneration(storage: Storage, catalog: Catalog, g: Ne
   // The old generation stays readable for the grace period, then goes (with its sidecar, if it has one).
   const foreign = g.files.some((k) => isForeignDataFile(baseName(k)));
   const old = [...g.files, ...(foreign ? [`${g.location}/${GENERATION_RANGES_NAME}`] : [])];
-  await storage.put(`_tributary/gc/${String(Date.now() + g.graceMs).padStart(15, '0')}-${randomBytes(4).toString('hex')}.json`, JSON.stringify({ table: g.table.name, values: g.values, keys: old, ...g.gcFields }));
+  await recordGarbage(storage, g.graceMs, { table: g.table.name, values: g.values, keys: old, ...g.gcFields });
   return true;
 }
 
@@ -343,6 +343,11 @@ async function mergeCopies(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'],
     throw new WriterError(`merging ${keys.length} files of ${t.name}: wrote ${got} rows, the inputs hold ${expected}`);
   }
   return (await fsp.stat(outPath)).size;
+}
+
+/** Records `record.keys` for deletion by collectGarbage once `graceMs` from now has passed. */
+export async function recordGarbage(storage: Storage, graceMs: number, record: { keys: string[] } & Record<string, unknown>): Promise<void> {
+  await storage.put(`_tributary/gc/${String(Date.now() + graceMs).padStart(15, '0')}-${randomBytes(4).toString('hex')}.json`, JSON.stringify(record));
 }
 
 /** The garbage records (`_tributary/gc/<due>-<id>.json`): objects to delete once `due` (epoch ms) has passed. */

@@ -1,6 +1,7 @@
 import { SUB_POSITION_BITS } from '../source/source.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { PositionRange } from '../writer/spool.ts';
+import { rangeFileName, rangeFileNameRange } from './file-names.ts';
 
 /** One dead-lettered record as stored (one NDJSON line). */
 export interface DeadLetter {
@@ -28,8 +29,7 @@ export interface DeadLetter {
 
 /** The shard and position range a dead-letter file's name (`…/<shard>-<first>-<last>.ndjson`) holds, or null for another name. */
 export function deadLetterFileRange(key: string): { shard: string; first: bigint; last: bigint } | null {
-  const m = /\/([^/]+)-(\d+)-(\d+)\.ndjson$/.exec(key);
-  return m === null ? null : { shard: m[1]!, first: BigInt(m[2]!), last: BigInt(m[3]!) };
+  return rangeFileNameRange(key, '.ndjson');
 }
 
 /** Dead letters buffered per shard before a flush, in characters. */
@@ -110,7 +110,7 @@ export class DeadLetterSink {
     if (p === undefined) return;
     this.pending.delete(shard);
     const day = new Date().toISOString().slice(0, 10);
-    await this.storage.put(`${this.prefix}/dt=${day}/${shard}-${p.range.first}-${p.range.last}.ndjson`, p.lines.join(''));
+    await this.storage.put(`${this.prefix}/dt=${day}/${rangeFileName(shard, p.range.first, p.range.last, '.ndjson')}`, p.lines.join(''));
     this.hwm.set(shard, p.range.last);
   }
 }

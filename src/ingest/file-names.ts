@@ -48,3 +48,18 @@ export function parseDataFileName(name: string): { source: string; shard: string
   if (m === null) return null;
   return { source: m[1]!, shard: m[2]!, first: BigInt(m[3]!), last: BigInt(m[4]!) };
 }
+
+/**
+ * `<shard>-<first>-<last><ext>`: the name of a dead-letter or raw-copy file, from the positions it
+ * holds, so after a crash each sink recovers its high-water marks from the names alone.
+ */
+export function rangeFileName(shard: string, first: bigint, last: bigint, ext: string): string {
+  return `${shard}-${first}-${last}${ext}`;
+}
+
+/** The shard and range in a rangeFileName at the end of `key` with extension `ext`, or null for another name. */
+export function rangeFileNameRange(key: string, ext: string): { shard: string; first: bigint; last: bigint } | null {
+  if (!key.endsWith(ext)) return null;
+  const m = /\/([^/]+)-(\d+)-(\d+)$/.exec(key.slice(0, key.length - ext.length));
+  return m === null ? null : { shard: m[1]!, first: BigInt(m[2]!), last: BigInt(m[3]!) };
+}

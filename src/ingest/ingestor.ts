@@ -118,7 +118,7 @@ export interface IngestOptions {
    * Also keep a lossless copy of the input as the source delivered it (invalid records too), gzip'd,
    * under `_raw/<source>/dt=<day>/` (DESIGN §4): a stream's only full record once its retention
    * passes, for re-ingesting after a fix. Default false. Cost: gzip level 1 on libuv's threads
-   * (measured: ~6 core-s and +40% time for 924 MB of input), local disk for one piece per shard (up
+   * (measured: 5–7 core-s and +40–50% time for 924 MB of input), local disk for one piece per shard (up
    * to 256 MiB of input, compressed) until it is stored (by size or maxFileAgeMs); checkpoints wait
    * for the pieces.
    */

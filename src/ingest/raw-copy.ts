@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { RecordBatch } from '../source/source.ts';
 import type { Storage } from '../storage/storage.ts';
+import { rangeFileName, rangeFileNameRange } from './file-names.ts';
 
 const gzipAsync = promisify(gzip);
 const MiB = 1024 * 1024;
@@ -12,8 +13,7 @@ const MAX_QUEUED = 8;
 
 /** The shard and record range a raw-copy object's name (`…/<shard>-<first>-<last>.ndjson.gz`) holds, or null for another name. */
 export function rawCopyFileRange(key: string): { shard: string; first: bigint; last: bigint } | null {
-  const m = /\/([^/]+)-(\d+)-(\d+)\.ndjson\.gz$/.exec(key);
-  return m === null ? null : { shard: m[1]!, first: BigInt(m[2]!), last: BigInt(m[3]!) };
+  return rangeFileNameRange(key, '.ndjson.gz');
 }
 
 interface Piece {
@@ -35,8 +35,9 @@ interface Piece {
  * validation, invalid ones too), gzip'd, at `_raw/<source>/dt=<day written>/<shard>-<first>-<last>.ndjson.gz`.
  * Pieces are spooled to local disk (memory stays at a few batches) and stored when they reach
  * `pieceBytes` of input or `maxAgeMs` of age, at a shard's hand-over and at the end; the ingest
- * never checkpoints a source position past the last record stored (storedThrough). Names carry the record positions they hold: after a crash
- * the copy recovers its high-water mark per shard from them, and a replay copies no record twice.
+ * never checkpoints a source position past the last record stored (storedThrough). Names carry the
+ * record positions they hold (rangeFileName, as dead letters): after a crash the copy recovers its
+ * high-water mark per shard from them, and a replay copies no record twice.
  * A piece is a series of gzip members, which gunzip, Node's zlib and DuckDB read as one stream.
  */
 export class RawCopySink {
@@ -44,10 +45,6 @@ export class RawCopySink {
   private readonly pieces = new Map<string, Piece>();
   private readonly storing = new Set<Promise<void>>();
   private seq = 0;
-  /** Records copied by this sink. */
-  records = 0;
-  /** Objects stored by this sink. */
-  files = 0;
 
   constructor(
     private readonly storage: Storage,
@@ -124,7 +121,6 @@ export class RawCopySink {
     }
     piece.last = last;
     piece.bytes += bytes.length;
-    this.records += Number(last - first + 1n);
     const p = piece;
     p.queued++;
     // Compressed on libuv's threads, appended in order; the reading thread goes on meanwhile.
@@ -166,10 +162,9 @@ export class RawCopySink {
     // too would copy its records twice. The fence throws, the run fails and the piece is discarded.
     await this.fence?.([shard]);
     const day = new Date().toISOString().slice(0, 10);
-    await this.storage.putFile(`${this.prefix}/dt=${day}/${shard}-${p.first}-${p.last}.ndjson.gz`, p.file);
+    await this.storage.putFile(`${this.prefix}/dt=${day}/${rangeFileName(shard, p.first, p.last, '.ndjson.gz')}`, p.file);
     await fsp.rm(p.file, { force: true });
     if ((this.hwm.get(shard) ?? -1n) < p.last) this.hwm.set(shard, p.last); // pieces of a shard may finish out of order
-    this.files++;
   }
 
   /** Drops the pieces not stored (a failed run: its checkpoint never passed them, so a replay copies them again). */
