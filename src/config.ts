@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { ConfigError, badOption } from './errors.ts';
+import type { PromoteConfig } from './events/promote.ts';
 
 /** The settings a `tributary.config.json` may hold (CLI flags override them). */
 export interface FileConfig {
@@ -20,6 +21,8 @@ export interface FileConfig {
   compressionLevel?: number;
   /** Table name per event type. */
   tables?: Record<string, string>;
+  /** Keys of properties / traits written as typed columns, per event type (IngestOptions.promote). */
+  promote?: PromoteConfig;
   maxOpenPartitions?: number;
   /** Keep a lossless gzip'd copy of the input under _raw/ (ingest, dev). Default false. */
   rawCopy?: boolean;
@@ -27,7 +30,7 @@ export interface FileConfig {
   views?: string[];
 }
 
-const KEYS = new Set(['lake', 'catalog', 'targetFileSize', 'maxFileAge', 'closeAfter', 'partitionBy', 'compression', 'compressionLevel', 'tables', 'maxOpenPartitions', 'rawCopy', 'views', '$schema']);
+const KEYS = new Set(['lake', 'catalog', 'targetFileSize', 'maxFileAge', 'closeAfter', 'partitionBy', 'compression', 'compressionLevel', 'tables', 'promote', 'maxOpenPartitions', 'rawCopy', 'views', '$schema']);
 
 /** Reads the config file at `path`; a missing default file is an empty config, a missing explicit one an error. */
 export async function loadConfig(path: string, explicit: boolean): Promise<FileConfig> {

@@ -20,6 +20,7 @@ export { Ingestor, type IngestOptions, type IngestStats } from './ingest/ingesto
 export type { DeadLetter } from './ingest/dead-letters.ts';
 export { decodeRecord, isInvalid, type DecodedEvent, type InvalidRecord } from './events/decode.ts';
 export { EVENT_TYPES, DEFAULT_TABLE_OF, columnsFor, type EventType } from './events/schema.ts';
+export { PROMOTED_TYPES, type PromoteConfig, type PromotedColumn, type PromotedType } from './events/promote.ts';
 export { parsePartitionSpec, type PartitionField } from './partition/spec.ts';
 export { escapePathValue, unescapePathValue } from './partition/hive-path.ts';
 export { LakeQuery, queryLive, type QueryResult, type LakeQueryOptions } from './query/lake-query.ts';

@@ -1,3 +1,4 @@
+import { CatalogError } from '../errors.ts';
 /** A column as the catalog knows it (Glue's Column). */
 export interface CatalogColumn {
   name: string;
@@ -78,4 +79,22 @@ export function isConflict(err: unknown): boolean {
 /** The partition's values joined as a map key. */
 export function partitionKey(values: readonly string[]): string {
   return JSON.stringify(values);
+}
+
+/**
+ * Refuses a definition that gives an existing column another type: Athena cannot read a partition
+ * whose files disagree on a column's type, and files already written keep theirs. Names compare
+ * case-insensitively, as Hive's do.
+ */
+export function checkColumnTypes(have: TableDef, def: TableDef): void {
+  const types = new Map(have.columns.map((c) => [c.name.toLowerCase(), c]));
+  for (const c of def.columns) {
+    const old = types.get(c.name.toLowerCase());
+    if (old !== undefined && old.type.toLowerCase() !== c.type.toLowerCase()) {
+      throw new CatalogError(
+        `column ${c.name} of table ${def.name} is ${old.type} in the catalog; cannot write it as ${c.type} ` +
+          `(files already written keep ${old.type}, and Athena cannot read a partition whose files disagree) — keep ${old.type}, or promote the key under a new column name`,
+      );
+    }
+  }
 }

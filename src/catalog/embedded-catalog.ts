@@ -1,6 +1,6 @@
 import { CatalogError, ConfigError } from '../errors.ts';
 import type { Storage } from '../storage/storage.ts';
-import { partitionKey, type Catalog, type PartitionDef, type TableDef } from './catalog.ts';
+import { checkColumnTypes, partitionKey, type Catalog, type PartitionDef, type TableDef } from './catalog.ts';
 
 /** One immutable version of a table's catalog entry, stored as JSON. */
 interface TableSnapshot {
@@ -106,6 +106,7 @@ export class EmbeddedCatalog implements Catalog {
             `cannot write it partitioned by (${def.partitionKeys.map((k) => k.name).join(', ')}) — use the table's spec or another lake`,
         );
       }
+      checkColumnTypes(have, def);
       const known = new Set(have.columns.map((c) => c.name));
       const added = def.columns.filter((c) => !known.has(c.name));
       if (added.length === 0) return null;

@@ -22,7 +22,7 @@ import { isRetriableSdkError, type SdkErrorShape } from '../aws/sdk-errors.ts';
 import { badOption, CatalogError, ConfigError } from '../errors.ts';
 import { checkClientOptions } from '../aws/client-options.ts';
 import { parseS3Uri } from '../storage/s3-uri.ts';
-import { partitionKey, type Catalog, type CatalogColumn, type PartitionDef, type TableDef } from './catalog.ts';
+import { checkColumnTypes, partitionKey, type Catalog, type CatalogColumn, type PartitionDef, type TableDef } from './catalog.ts';
 
 /** BatchCreatePartition takes at most 100 PartitionInputs per request (Glue API reference). */
 export const GLUE_MAX_PARTITIONS_PER_BATCH = 100;
@@ -248,6 +248,7 @@ export class GlueCatalog implements Catalog {
             `cannot write it partitioned by (${def.partitionKeys.map((k) => k.name).join(', ')}) — use the table's spec or another lake`,
         );
       }
+      checkColumnTypes(have, def);
       // Hive/Athena column names are case-insensitive: never append a column that differs only by case.
       const known = new Set(have.columns.map((c) => c.name.toLowerCase()));
       const added = def.columns.filter((c) => !known.has(c.name.toLowerCase()) && known.add(c.name.toLowerCase()));

@@ -10,7 +10,9 @@ import { readGenerationRanges, unionRanges, type RangesMeta } from '../ingest/re
 import { parsePartitionPath } from '../partition/hive-path.ts';
 import { FileCache } from '../storage/file-cache.ts';
 import { copyObject, isHiddenName, type ObjectInfo, type Storage } from '../storage/storage.ts';
+import { tablePromoted } from '../events/promote.ts';
 import { sqlString } from '../writer/duckdb.ts';
+import { readParquetFooters } from '../writer/parquet-footer.ts';
 import { collectGarbage, commitGeneration, planMerge, underCompactionLock, withScratchDuckDB, type MergeOptions, type MergeResult, type PartitionPlan } from './merge.ts';
 
 /**
@@ -73,6 +75,12 @@ export interface AthenaMergePlan {
   locationRoot: string;
   plans: PartitionPlan[];
   staging: StagingTable[];
+  /**
+   * Partitions the DuckDB engine merges but Athena must not: files to merge that predate a promoted
+   * column. Athena reads NULL for it there and would write those NULLs into the merged file, where
+   * the values then could no longer be taken from the JSON (`compact merge` without --engine fills them).
+   */
+  leftOut: MergeResult['skipped'];
 }
 
 /** What a run did: a merge result (the same swaps as the DuckDB engine), plus the plan and its statements. */
@@ -121,8 +129,16 @@ export async function planAthenaMerge(storage: Storage, catalog: Catalog, option
   const targetFileBytes = options.targetFileBytes ?? 512 * 1024 * 1024;
   const compression = (options.compression ?? 'zstd').toUpperCase();
 
-  const plans = await planMerge(storage, catalog, { ...options, dryRun: true });
   const tables = new Map((await catalog.listTables()).map((t) => [t.name, t]));
+  const leftOut: MergeResult['skipped'] = [];
+  const plans: PartitionPlan[] = [];
+  for (const p of await planMerge(storage, catalog, { ...options, dryRun: true })) {
+    const promoted = tablePromoted(tables.get(p.table)!).map((c) => c.name);
+    const inputs = p.bins.flat();
+    const lacking = promoted.length === 0 ? [] : (await readParquetFooters(storage, inputs)).flatMap((f, i) => (promoted.every((c) => f.columns.includes(c)) ? [] : [inputs[i]!.key]));
+    if (lacking.length === 0) plans.push(p);
+    else leftOut.push({ table: p.table, values: p.values, reason: `${lacking.length} of its files ${lacking.length === 1 ? 'predates' : 'predate'} a promoted column (${lacking[0]}): Athena would write NULL there; merge it without --engine athena` });
+  }
   const root = stagingRoot(runId, Date.now());
   const staging: StagingTable[] = [];
   for (const t of [...new Set(plans.map((p) => p.table))].map((n) => tables.get(n)!)) {
@@ -140,7 +156,7 @@ export async function planAthenaMerge(storage: Storage, catalog: Catalog, option
       staging.push(st);
     }
   }
-  return { runId, stagingRoot: root, database, locationRoot, plans, staging };
+  return { runId, stagingRoot: root, database, locationRoot, plans, staging, leftOut };
 }
 
 /** The statements of one staging table: the checks, CTAS, INSERT INTOs, the count, DROP TABLE. */
@@ -203,8 +219,10 @@ function stagingStatements(t: TableDef, st: StagingTable, o: { database: string;
 
 /** The plan's statements as a script to read or run by hand (the swap is not in it: that is what `--run` adds). */
 export function athenaMergeScript(plan: AthenaMergePlan): string {
-  if (plan.staging.length === 0) return '-- nothing to merge\n';
+  const left = plan.leftOut.map((l) => `-- left out: ${l.table} ${l.values.join('/')}: ${l.reason}`);
+  if (plan.staging.length === 0) return [...left, '-- nothing to merge', ''].join('\n');
   const lines = [
+    ...left,
     `-- tributary compact merge --engine athena: run ${plan.runId}, database ${plan.database}, lake ${plan.locationRoot}`,
     `-- ${plan.plans.length} partitions, ${plan.plans.reduce((a, p) => a + p.bins.flat().length, 0)} files into ${plan.staging.length} staging tables under ${plan.locationRoot}/${plan.stagingRoot}/.`,
     '-- The checks must list every input file; each partition\'s count must equal the rows of its inputs.',
@@ -240,7 +258,7 @@ export async function runAthenaMerge(storage: Storage, catalog: Catalog, athena:
   const started = Date.now();
   const graceMs = options.graceMs ?? 3_600_000;
   const plan = await planAthenaMerge(storage, catalog, options);
-  const result: AthenaMergeResult = { plans: plan.plans, merged: 0, skipped: [], filesIn: 0, filesOut: 0, bytesIn: 0, bytesOut: 0, garbageDeleted: 0, seconds: 0, athena: plan, executions: [] };
+  const result: AthenaMergeResult = { plans: plan.plans, merged: 0, skipped: [...plan.leftOut], filesIn: 0, filesOut: 0, bytesIn: 0, bytesOut: 0, garbageDeleted: 0, seconds: 0, athena: plan, executions: [] };
   result.garbageDeleted = (await collectGarbage(storage, catalog, graceMs)) + (await collectStaging(storage, graceMs));
   const total = plan.staging.reduce((a, s) => a + s.statements.length, 0);
   let index = 0;

@@ -5,6 +5,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { acquireLease } from '../catalog/lease.ts';
 import { ConfigError, TributaryError, badOption } from '../errors.ts';
 import type { Storage } from '../storage/storage.ts';
+import type { IngestOptions } from '../ingest/ingestor.ts';
 import { parseDuration, parseSize } from '../units.ts';
 import { parseSchedule, type Schedule } from './cron.ts';
 import { convertJson, isS3Location, listJsonInputs } from './json-to-parquet.ts';
@@ -20,6 +21,8 @@ export interface JobContext {
   log: (line: string) => void;
   /** Aborted when the scheduler is asked to stop. */
   signal: AbortSignal;
+  /** The lake's layout settings from the config file (tables, promote, partitionBy, compression): the json kind starts from them, its own options override. */
+  ingest?: Pick<IngestOptions, 'tables' | 'promote' | 'partitionBy' | 'compression'>;
 }
 
 /** A scheduled job: what `jobs/<name>.ts` exports by default, or an entry of tributary.jobs.json. */
@@ -68,11 +71,12 @@ function fromJson(j: JsonJob, file: string): JobDefinition {
     return {
       name: j.name,
       schedule: j.schedule,
-      run: async ({ storage, catalog, signal }) => {
+      run: async ({ storage, catalog, signal, ingest }) => {
         const s = await convertJson(storage, catalog, await listJsonInputs(isS3Location(from!) ? from! : path.resolve(path.dirname(file), from!)), {
+          ...ingest,
           signal,
           targetFileBytes: str('targetFileSize') === undefined ? undefined : parseSize(`${j.name}.targetFileSize`, str('targetFileSize')!),
-          partitionBy: str('partitionBy'),
+          partitionBy: str('partitionBy') ?? ingest?.partitionBy,
         });
         return `read ${s.read}, written ${s.written}, dead letters ${s.deadLettered}, already there ${s.skipped}`;
       },

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { isConflict, partitionKey, type Catalog, type PartitionDef, type TableDef } from '../catalog/catalog.ts';
 import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
 import { PartitionGuard } from '../catalog/partition-guard.ts';
+import { tablePromoted } from '../events/promote.ts';
 import { EVENT_TYPES, sortColumnsFor, type EventType } from '../events/schema.ts';
 import { WriterError, badOption } from '../errors.ts';
 import { FileCache, type CachedObject } from '../storage/file-cache.ts';
@@ -15,6 +16,7 @@ import { copyObject, type Storage } from '../storage/storage.ts';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
 import { rowGroupRowsOfParquet, type Compression } from '../writer/parquet-file.ts';
+import { filledSelectSql } from '../writer/promoted-fill.ts';
 
 const MiB = 1024 * 1024;
 
@@ -333,8 +335,10 @@ async function mergeCopies(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'],
   const type = (t.parameters.tributary_event_type ?? 'track') as EventType;
   const cols = new Set(t.columns.map((c) => c.name));
   const order = (EVENT_TYPES.includes(type) ? sortColumnsFor(type) : ['received_at']).filter((c) => cols.has(c)).map(sqlIdent).join(', ');
+  // Files written before a promoted column existed get its values from the JSON, as queries read them.
+  const rows = await filledSelectSql(conn, tablePromoted(t), paths, (ps) => `SELECT * FROM read_parquet([${ps.map(sqlString).join(', ')}], hive_partitioning=false, union_by_name=true)`);
   const res = await conn.runAndReadAll(
-    `COPY (SELECT * FROM read_parquet(${list}, hive_partitioning=false, union_by_name=true)${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(outPath)} ` +
+    `COPY (SELECT * FROM (${rows})${order ? ` ORDER BY ${order}` : ''}) TO ${sqlString(outPath)} ` +
       `(FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroupRowsOfParquet(expected, columnBytes)}, KV_METADATA {${sqlIdent(RANGES_METADATA_KEY)}: ${sqlString(JSON.stringify(ranges))}, "tributary.table": ${sqlString(t.name)}})`,
   );
   const got = Number(res.getRows()[0]![0]);

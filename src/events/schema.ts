@@ -1,3 +1,5 @@
+import { PROMOTED_DUCK_TYPE, TRACK_PROMOTED, promotedComment, type PromotedColumn } from './promote.ts';
+
 /** The six Segment call types. */
 export const EVENT_TYPES = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -17,13 +19,15 @@ export interface ColumnDef {
   /** snake_case column name. */
   name: string;
   /** DuckDB type written to Parquet. */
-  duckType: 'VARCHAR' | 'TIMESTAMP_MS';
+  duckType: 'VARCHAR' | 'TIMESTAMP_MS' | 'BIGINT' | 'DOUBLE' | 'BOOLEAN';
   /** Glue / Hive type of the same column. */
-  glueType: 'string' | 'timestamp';
-  /** SQL over the spool row (see writer/spool.ts and spoolSelectSql) that yields the value. */
+  glueType: 'string' | 'timestamp' | 'bigint' | 'double' | 'boolean';
+  /** SQL over the spool row (see writer/spool.ts and spoolSelectSql) that yields the value; unused for promoted columns. */
   sql: string;
   /** One line for `tributary tables` and the Glue column comment. */
   comment: string;
+  /** Set for a key of `properties` / `traits` promoted to a column of its own (events/promote.ts). */
+  promoted?: PromotedColumn;
 }
 
 const str = (name: string, sql: string, comment: string): ColumnDef => ({ name, duckType: 'VARCHAR', glueType: 'string', sql, comment });
@@ -68,19 +72,13 @@ const TAIL: ColumnDef[] = [
   str('context', 'CAST(e.context AS VARCHAR)', 'the whole context as JSON text'),
 ];
 
-/**
- * Property keys promoted to typed columns of tracks, appended after the common columns: the A/B-test
- * keys every live experiment view reads, so those views scan two dictionary-encoded columns instead
- * of parsing each row's properties JSON (measured on 10 M events: the view's time roughly halves).
- * Strings as sent (a non-string value is its JSON text); `properties` still holds them too. For files
- * written before a column existed, DuckDB queries take it from the JSON (src/query/lake-query.ts);
- * Athena reads NULL there.
- */
-export const PROMOTED_PROPERTIES = [
-  { name: 'experiment_name', path: '$.experimentName' },
-  { name: 'variation_name', path: '$.variationName' },
-] as const;
-const PROMOTED: ColumnDef[] = PROMOTED_PROPERTIES.map((p, i) => str(p.name, `props[${i + 1}]`, `properties${p.path.slice(1)}, promoted`));
+/** Tracks' built-in promoted keys (see events/promote.ts). */
+export const PROMOTED_PROPERTIES = TRACK_PROMOTED;
+
+/** The column of a promoted key. */
+export function promotedColumnDef(p: PromotedColumn): ColumnDef {
+  return { name: p.name, duckType: PROMOTED_DUCK_TYPE[p.type], glueType: p.type, sql: '', comment: promotedComment(p), promoted: p };
+}
 
 /** Columns specific to each event type, placed after message_id and type. */
 const SPECIFIC: Record<EventType, ColumnDef[]> = {
@@ -92,9 +90,17 @@ const SPECIFIC: Record<EventType, ColumnDef[]> = {
   alias: [str('previous_id', 'e.previousId', 'previousId')],
 };
 
-/** All columns of the table holding `type` events, in order (partition columns included). */
-export function columnsFor(type: EventType): ColumnDef[] {
-  return type === 'track' ? [...head(type), ...SPECIFIC[type], ...IDS, ...TAIL, ...PROMOTED] : [...head(type), ...SPECIFIC[type], ...IDS, ...TAIL];
+/** The built-in columns of the table holding `type` events (no promoted ones), in order. */
+export function builtinColumnsFor(type: EventType): ColumnDef[] {
+  return [...head(type), ...SPECIFIC[type], ...IDS, ...TAIL];
+}
+
+/**
+ * All columns of the table holding `type` events, in order (partition columns included): the
+ * built-in ones, the built-in promoted keys (tracks' experiment columns), then `promoted`.
+ */
+export function columnsFor(type: EventType, promoted: readonly PromotedColumn[] = []): ColumnDef[] {
+  return [...builtinColumnsFor(type), ...(type === 'track' ? PROMOTED_PROPERTIES : []), ...promoted].map((c) => ('from' in c ? promotedColumnDef(c) : c));
 }
 
 /**

@@ -1,4 +1,5 @@
 import { PARQUET_FORMAT, type TableDef } from '../catalog/catalog.ts';
+import type { PromotedColumn } from '../events/promote.ts';
 import { EVENT_TYPES, columnsFor, type ColumnDef, type EventType } from '../events/schema.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { EncoderConfig } from './encoder.ts';
@@ -14,9 +15,9 @@ export interface TableLayout {
   def: TableDef;
 }
 
-/** The layout of `type`'s table under the partition spec (fields the table lacks, such as `event` for pages, are skipped). */
-export function tableLayout(type: EventType, table: string, spec: readonly PartitionField[]): TableLayout {
-  const all = columnsFor(type);
+/** The layout of `type`'s table under the partition spec (fields the table lacks, such as `event` for pages, are skipped), with `promoted` keys as columns. */
+export function tableLayout(type: EventType, table: string, spec: readonly PartitionField[], promoted: readonly PromotedColumn[] = []): TableLayout {
+  const all = columnsFor(type, promoted);
   const names = new Set(all.map((c) => c.name));
   const partitionBy = spec.filter((f) => PARTITION_FIELDS[f].column === null || names.has(PARTITION_FIELDS[f].column!));
   const partCols = new Set(partitionBy.map((f) => PARTITION_FIELDS[f].column).filter((c): c is string => c !== null));
@@ -37,9 +38,9 @@ export function tableLayout(type: EventType, table: string, spec: readonly Parti
   };
 }
 
-/** Every event type's layout: its table (from `tables`) under the partition spec. */
-export function tableLayouts(tables: Record<EventType, string>, spec: readonly PartitionField[]): Map<EventType, TableLayout> {
-  return new Map(EVENT_TYPES.map((t) => [t, tableLayout(t, tables[t], spec)]));
+/** Every event type's layout: its table (from `tables`) under the partition spec, with its promoted keys. */
+export function tableLayouts(tables: Record<EventType, string>, spec: readonly PartitionField[], promoted: Partial<Record<EventType, readonly PromotedColumn[]>> = {}): Map<EventType, TableLayout> {
+  return new Map(EVENT_TYPES.map((t) => [t, tableLayout(t, tables[t], spec, promoted[t] ?? [])]));
 }
 
 /** What the encoder needs of the layouts (plain data: it crosses to worker threads). */

@@ -10,7 +10,9 @@ import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
 import { isRepeatedKeyError, spoolSelectSql } from '../writer/parquet-file.ts';
-import { EVENT_TYPES, PROMOTED_PROPERTIES, columnsFor, type EventType } from '../events/schema.ts';
+import { PROMOTED_DUCK_TYPE, tablePromoted } from '../events/promote.ts';
+import { builtinColumnsFor, promotedColumnDef } from '../events/schema.ts';
+import { filledSelectSql } from '../writer/promoted-fill.ts';
 import type { LiveSnapshot, LiveSpool, SnapshotSource } from '../writer/spool.ts';
 
 /** The directory of views shipped with Tributary. */
@@ -234,58 +236,22 @@ export async function tableViewSql(conn: DuckDBConnection, storage: Storage, cat
   const extra = t.partitionKeys
     .filter((k) => k.name === 'dt' || k.name === 'hour')
     .map((k) => (k.name === 'dt' ? `CAST(epoch_ms(r) AS DATE) AS "dt"` : `strftime(epoch_ms(r), '%H') AS "hour"`));
-  const liveSql = spoolSelectSql(live.flatMap((l) => l.paths), columnsFor(live[0]!.type), extra, tolerant);
+  const type = live[0]!.type;
+  const liveSql = spoolSelectSql(live.flatMap((l) => l.paths), [...builtinColumnsFor(type), ...tablePromoted(t).map(promotedColumnDef)], extra, tolerant);
   return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS (${committed}) UNION ALL BY NAME (${liveSql})`;
-}
-
-/**
- * Promoted columns of the table, which files and catalog entries written by an older version lack.
- * Views use them, so queries always expose them: read from the file where it has them, else taken
- * from the JSON they are promoted from, as the writer does.
- */
-function promotedColumns(t: TableDef): (typeof PROMOTED_PROPERTIES)[number][] {
-  const type = t.parameters?.tributary_event_type as EventType | undefined;
-  if (type !== 'track' || !(EVENT_TYPES as readonly string[]).includes(type)) return [];
-  return [...PROMOTED_PROPERTIES];
 }
 
 /** SELECT over a table's committed files (an empty, typed SELECT when it has none). */
 async function committedSelectSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease): Promise<string> {
-  const promoted = promotedColumns(t);
+  const promoted = tablePromoted(t);
   const files = await listCommittedFiles(storage, catalog, t.name);
   if (files.length === 0) {
     const missing = promoted.filter((p) => !t.columns.some((c) => c.name === p.name));
     if (missing.length === 0) return emptySelectSql(t);
-    const nulls = missing.map((p) => `CAST(NULL AS VARCHAR) AS ${sqlIdent(p.name)}`).join(', ');
+    const nulls = missing.map((p) => `CAST(NULL AS ${PROMOTED_DUCK_TYPE[p.type]}) AS ${sqlIdent(p.name)}`).join(', ');
     return `(${emptySelectSql(t)}) UNION ALL BY NAME (SELECT ${nulls} WHERE false)`;
   }
-  const paths = await lease.paths(files);
-  if (promoted.length === 0) return readParquetSql(t, paths);
-  // Files grouped by the promoted columns they lack (files written before the columns existed). Only
-  // those parse the JSON: the others are read without `properties`, which a query on the promoted
-  // columns alone then never decompresses (a third of the experiment view's scan on 10 M events).
-  const names = promoted.map((p) => sqlString(p.name)).join(', ');
-  const schema = await conn.runAndReadAll(
-    `SELECT file_name, list(name) FILTER (WHERE name IN (${names})) FROM parquet_schema([${paths.map(sqlString).join(', ')}]) GROUP BY file_name`,
-  );
-  const has = new Map<string, string[]>(schema.getRowsJson().map(([file, cols]) => [String(file), (cols ?? []) as string[]]));
-  const groups = new Map<string, { missing: typeof promoted; paths: string[] }>();
-  for (const p of paths) {
-    const cols = has.get(p);
-    if (cols === undefined) throw new QueryError(`cannot read the schema of ${p}`);
-    const missing = promoted.filter((c) => !cols.includes(c.name));
-    const key = missing.map((c) => c.name).join(',');
-    if (!groups.has(key)) groups.set(key, { missing, paths: [] });
-    groups.get(key)!.paths.push(p);
-  }
-  // Files with every column first: their column order (partition columns last) is the view's.
-  const parts = [...groups.values()].sort((a, b) => a.missing.length - b.missing.length).map(({ missing, paths: ps }) => {
-    const read = readParquetSql(t, ps);
-    if (missing.length === 0) return read;
-    const fill = missing.map((c) => `json_extract_string(properties, ${sqlString(c.path)}) AS ${sqlIdent(c.name)}`).join(', ');
-    return `SELECT *, ${fill} FROM (${read})`;
-  });
-  return parts.length === 1 ? parts[0]! : parts.map((p) => `(${p})`).join(' UNION ALL BY NAME ');
+  return filledSelectSql(conn, promoted, await lease.paths(files), (ps) => readParquetSql(t, ps));
 }
 
 /** SELECT over the given local copies of a table's files, Hive partition columns decoded from their paths. */

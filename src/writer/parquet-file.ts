@@ -1,6 +1,7 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { promises as fsp } from 'node:fs';
-import { CONTEXT_PATHS, PROMOTED_PROPERTIES, RAW_EVENT_FIELDS, RAW_EVENT_STRUCT, type ColumnDef } from '../events/schema.ts';
+import { promotedValueSql } from '../events/promote.ts';
+import { CONTEXT_PATHS, RAW_EVENT_FIELDS, RAW_EVENT_STRUCT, type ColumnDef } from '../events/schema.ts';
 import { WriterError } from '../errors.ts';
 import { sqlIdent, sqlString } from './duckdb.ts';
 
@@ -92,10 +93,21 @@ export function spoolSelectSql(spoolPaths: string[], columns: ColumnDef[], extra
     ? `(SELECT * EXCLUDE (ks, rk, vs) REPLACE (struct_pack(${RAW_EVENT_FIELDS.map(([f, t]) => `${f} := ${t === 'JSON' ? member(f) : `${member(f)} ->> '$'`}`).join(', ')}) AS e) FROM ` +
       `(SELECT *, list_reverse(ks) AS rk FROM (SELECT *, json_keys(e) AS ks, json_extract(e, '$.*') AS vs FROM ${read})))`
     : read;
-  // Each JSON column is parsed once per row for all the paths taken from it (ctx, and props where promoted columns are written).
-  const props = columns.some((c) => c.sql.includes('props[')) ? `, json_extract_string(e.properties, [${PROMOTED_PROPERTIES.map((p) => sqlString(p.path)).join(', ')}]) AS props` : '';
-  const rows = `(SELECT *, json_extract_string(e.context, [${CONTEXT_PATHS.map(sqlString).join(', ')}]) AS ctx${props} FROM ${source})`;
-  const select = [...columns.map((c) => `${c.sql} AS ${sqlIdent(c.name)}`), ...extra].join(', ');
+  // Each JSON column is parsed once per row for all the paths taken from it: ctx, and per source of
+  // promoted keys one list of their texts (and one of their JSON values, when a typed column needs it).
+  const lists: string[] = [];
+  const exprs = new Map<string, string>();
+  for (const from of ['properties', 'traits'] as const) {
+    const promoted = columns.filter((c) => c.promoted?.from === from).map((c) => c.promoted!);
+    if (promoted.length === 0) continue;
+    const paths = `[${promoted.map((p) => sqlString(p.path)).join(', ')}]`;
+    const typed = promoted.some((p) => p.type !== 'string');
+    lists.push(`json_extract_string(e.${from}, ${paths}) AS ${from}_text`);
+    if (typed) lists.push(`json_extract(e.${from}, ${paths}) AS ${from}_json`);
+    promoted.forEach((p, i) => exprs.set(p.name, promotedValueSql(p.type, `${from}_json[${i + 1}]`, `${from}_text[${i + 1}]`)));
+  }
+  const rows = `(SELECT *, json_extract_string(e.context, [${CONTEXT_PATHS.map(sqlString).join(', ')}]) AS ctx${lists.map((l) => `, ${l}`).join('')} FROM ${source})`;
+  const select = [...columns.map((c) => `${exprs.get(c.name) ?? c.sql} AS ${sqlIdent(c.name)}`), ...extra].join(', ');
   return `SELECT ${select} FROM ${rows}`;
 }
 

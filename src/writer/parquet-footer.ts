@@ -8,6 +8,8 @@ const INITIAL_FETCH = 64 * 1024;
 /** What a Parquet footer says that Tributary reads without the file. */
 export interface ParquetFooter {
   rows: number;
+  /** Names in the file's schema (its columns, and the fields of nested ones). */
+  columns: string[];
   /** Key-value metadata (`tributary.ranges`, `tributary.table`, ...). */
   kv: Map<string, string>;
 }
@@ -38,7 +40,7 @@ export async function readParquetFooter(storage: Storage, key: string, size: num
     if (err instanceof StorageError) throw err;
     throw new StorageError(`${storage.root}/${key} is not a readable Parquet file: ${(err as Error).message}`, { cause: err });
   }
-  return { rows: Number(meta.num_rows), kv: new Map((meta.key_value_metadata ?? []).map((kv) => [kv.key, kv.value ?? ''])) };
+  return { rows: Number(meta.num_rows), columns: meta.schema.slice(1).map((e) => e.name), kv: new Map((meta.key_value_metadata ?? []).map((kv) => [kv.key, kv.value ?? ''])) };
 }
 
 /** readParquetFooter of each object, several at once; results in the order of `objects`. */

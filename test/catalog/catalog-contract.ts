@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PARQUET_FORMAT, type Catalog, type TableDef } from '../../src/catalog/catalog.ts';
+import { CatalogError } from '../../src/errors.ts';
 
 export function tableDef(name: string, columns = ['a', 'b'], keys = ['dt']): TableDef {
   return {
@@ -26,6 +27,14 @@ export function catalogContract(name: string, make: () => Promise<Catalog>): voi
     assert.deepEqual((await c.getTable('t'))!.columns.map((x) => x.name), ['a', 'b', 'c']);
     assert.equal((await c.getTable('t'))!.serde, PARQUET_FORMAT.serde);
     await assert.rejects(c.ensureTable(tableDef('t', ['a'], ['event', 'dt'])), /partitioned by \(dt\)/);
+    // A column's type never changes (files keep theirs); new typed columns with comments are appended as given.
+    const typed = { ...tableDef('t'), columns: [{ name: 'a', type: 'string' }, { name: 'n', type: 'bigint', comment: 'properties.n, promoted' }] };
+    assert.deepEqual((await c.ensureTable(typed)).columns.at(-1), { name: 'n', type: 'bigint', comment: 'properties.n, promoted' });
+    await assert.rejects(
+      c.ensureTable({ ...typed, columns: [{ name: 'N', type: 'double' }] }),
+      (e: Error) => e instanceof CatalogError && /column N of table t is bigint in the catalog; cannot write it as double/.test(e.message),
+    );
+    assert.deepEqual((await c.getTable('t'))!.columns.map((x) => `${x.name}:${x.type}`), ['a:string', 'b:string', 'c:string', 'n:bigint']);
     await c.ensureTable(tableDef('s'));
     assert.deepEqual((await c.listTables()).map((t) => t.name), ['s', 't']);
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AthenaQuery } from '../../src/athena/athena-query.ts';
-import { ATHENA_MAX_WRITERS, planAthenaMerge, runAthenaMerge } from '../../src/compact/athena-merge.ts';
+import { ATHENA_MAX_WRITERS, athenaMergeScript, planAthenaMerge, runAthenaMerge } from '../../src/compact/athena-merge.ts';
 import { runMerge } from '../../src/compact/merge.ts';
 import { Ingestor } from '../../src/ingest/ingestor.ts';
 import { FileSource } from '../../src/source/file-source.ts';
@@ -131,3 +131,25 @@ test('--engine athena --run against the Athena stand-in: the lake answers the gr
   assert.ok(standIn.succeeded('StartQueryExecution').length > 0);
 });
 
+
+test('Athena leaves out partitions whose files predate a promoted column (it would write NULL there); the DuckDB engine merges them', async () => {
+  const dir = tempDir('athena-promoted');
+  const { storage, catalog } = openLocalLake(`${dir}/lake`);
+  const a = moreEvents(dir, 'a', 800, 91);
+  const b = moreEvents(dir, 'b', 800, 92);
+  await new Ingestor(storage, catalog, { decodeWorkers: 0 }).run(new FileSource(a.files));
+  await new Ingestor(storage, catalog, { decodeWorkers: 0, promote: { track: { revenue: 'double' } } }).run(new FileSource(b.files));
+  const plan = await planAthenaMerge(storage, catalog, { database: 'tributary', locationRoot: 's3://bucket/lake', smallFileBytes: 1 << 20 });
+  const tracksDays = (await catalog.getPartitions('tracks')).length;
+  assert.equal(plan.leftOut.length, tracksDays, JSON.stringify(plan.leftOut));
+  for (const l of plan.leftOut) {
+    assert.equal(l.table, 'tracks');
+    assert.match(l.reason, /predates? a promoted column \(tracks\/dt=[^)]+\): Athena would write NULL there; merge it without --engine athena/);
+  }
+  assert.ok(plan.plans.length > 0 && plan.plans.every((p) => p.table !== 'tracks'), 'the other tables are planned');
+  assert.match(athenaMergeScript(plan), /^-- left out: tracks 2026-11-2\d: 1 of its files predates a promoted column/m);
+  const duck = await runMerge(storage, catalog, { smallFileBytes: 1 << 20, graceMs: 0, table: 'tracks' });
+  assert.equal(duck.merged, tracksDays);
+  const again = await planAthenaMerge(storage, catalog, { database: 'tributary', locationRoot: 's3://bucket/lake', smallFileBytes: 1 << 20 });
+  assert.deepEqual(again.leftOut, [], 'once merged with the column, nothing is left out');
+});

@@ -96,3 +96,20 @@ test('two schedulers never run the same job at once', async () => {
   for (let i = 1; i < runs.length; i++) assert.ok(runs[i]![0] >= runs[i - 1]![1], `runs ${i - 1} and ${i} overlap`);
   assert.match(out, /slow: skipped, job slow is running elsewhere/);
 });
+
+test("a json job writes the lake the config file describes: its table names and promoted keys", async () => {
+  const dir = tempDir('jobs-config');
+  mkdirSync(`${dir}/raw`);
+  const lines = [...sampleLines({ count: 2000, seed: 57 })];
+  writeFileSync(`${dir}/raw/a.ndjson`, lines.join('\n'));
+  writeFileSync(`${dir}/tributary.config.json`, JSON.stringify({ tables: { track: 'track_events' }, promote: { track: { revenue: 'double' } } }));
+  writeFileSync(`${dir}/tributary.jobs.json`, JSON.stringify({ jobs: [{ name: 'backfill', kind: 'json', options: { from: './raw' } }] }));
+  const b = await runCli(['jobs', 'run', 'backfill'], { cwd: dir });
+  assert.equal(b.code, 0, b.stderr);
+  const revenues = lines.map((l) => JSON.parse(l) as { type?: string; properties?: { revenue?: unknown } }).filter((e) => e.type === 'track' && typeof e.properties?.revenue === 'number');
+  assert.ok(revenues.length > 50, `${revenues.length} events with a revenue`);
+  const [row] = await cliQuery(`${dir}/lake`, 'SELECT count(revenue) AS n, sum(revenue) AS s FROM track_events');
+  assert.equal(row!.n, revenues.length);
+  assert.ok(Math.abs((row!.s as number) - revenues.reduce((a, e) => a + (e.properties!.revenue as number), 0)) < 1e-6);
+  assert.equal(existsSync(`${dir}/lake/tracks`), false, 'no table under the default name');
+});

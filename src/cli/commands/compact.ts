@@ -230,6 +230,7 @@ async function compactJson(argv: string[], io: Io): Promise<number> {
     partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
     compression: config.compression,
     tables: config.tables,
+    promote: config.promote,
   };
   if (values['dry-run']) {
     const sampleBytes = values.sample === undefined ? undefined : parseSize('--sample', values.sample);

@@ -80,6 +80,7 @@ export async function devCommand(argv: string[], io: Io): Promise<number> {
     partitionBy: values['partition-by'] ?? config.partitionBy ?? 'dt',
     compression: config.compression,
     tables: config.tables,
+    promote: config.promote,
     rawCopy: rawCopyOption(values['raw-copy'], config.rawCopy),
     signal: ac.signal,
   });

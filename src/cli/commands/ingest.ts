@@ -85,6 +85,7 @@ export async function ingestCommand(argv: string[], io: Io): Promise<number> {
     compressionLevel: values['compression-level'] !== undefined ? levelFlag(values['compression-level']) : config.compressionLevel,
     maxOpenPartitions: maxOpen === undefined ? undefined : Number(maxOpen),
     tables: config.tables,
+    promote: config.promote,
     rawCopy: rawCopyOption(values['raw-copy'], config.rawCopy),
     signal: controller.signal,
     onProgress: progressTty

@@ -28,7 +28,9 @@ export async function jobsCommand(argv: string[], io: Io): Promise<number> {
   const settings = await lakeSettings(values, io);
   const { storage, catalog } = await settings.open();
   const ac = new AbortController();
-  const ctx = { storage, catalog, signal: ac.signal, log: (line: string) => void io.stdout.write(`${new Date().toISOString()} ${line}\n`) };
+  const { config } = settings;
+  const ingest = { tables: config.tables, promote: config.promote, partitionBy: config.partitionBy, compression: config.compression };
+  const ctx = { storage, catalog, signal: ac.signal, ingest, log: (line: string) => void io.stdout.write(`${new Date().toISOString()} ${line}\n`) };
   switch (sub) {
     case 'list': {
       if (jobs.length === 0) io.stdout.write(`no jobs in ${dir}/jobs/ or ${dir}/tributary.jobs.json\n`);
