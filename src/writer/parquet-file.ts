@@ -101,10 +101,15 @@ export function spoolSelectSql(spoolPaths: string[], columns: ColumnDef[], extra
     const promoted = columns.filter((c) => c.promoted?.from === from).map((c) => c.promoted!);
     if (promoted.length === 0) continue;
     const paths = `[${promoted.map((p) => sqlString(p.path)).join(', ')}]`;
-    const typed = promoted.some((p) => p.type !== 'string');
-    lists.push(`json_extract_string(e.${from}, ${paths}) AS ${from}_text`);
-    if (typed) lists.push(`json_extract(e.${from}, ${paths}) AS ${from}_json`);
-    promoted.forEach((p, i) => exprs.set(p.name, promotedValueSql(p.type, `${from}_json[${i + 1}]`, `${from}_text[${i + 1}]`)));
+    // Strings only: one list of texts. With a typed key: one list of JSON values, the texts taken from
+    // those small values (parsing a 1 KB properties object twice cost more than the whole extraction).
+    if (promoted.every((p) => p.type === 'string')) {
+      lists.push(`json_extract_string(e.${from}, ${paths}) AS ${from}_text`);
+      promoted.forEach((p, i) => exprs.set(p.name, `${from}_text[${i + 1}]`));
+    } else {
+      lists.push(`json_extract(e.${from}, ${paths}) AS ${from}_json`);
+      promoted.forEach((p, i) => exprs.set(p.name, promotedValueSql(p.type, `${from}_json[${i + 1}]`, `${from}_json[${i + 1}] ->> '$'`)));
+    }
   }
   const rows = `(SELECT *, json_extract_string(e.context, [${CONTEXT_PATHS.map(sqlString).join(', ')}]) AS ctx${lists.map((l) => `, ${l}`).join('')} FROM ${source})`;
   const select = [...columns.map((c) => `${exprs.get(c.name) ?? c.sql} AS ${sqlIdent(c.name)}`), ...extra].join(', ');
