@@ -59,6 +59,8 @@ export const PROMOTED_DUCK_TYPE: Record<PromotedType, 'VARCHAR' | 'BIGINT' | 'DO
 /** A JSON path DuckDB's json functions take: `$` then `.key`, `."any key"` or `[index]` steps. */
 const PATH = /^\$(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|"[^"\\\u0000-\u001f]+")|\[\d+\])+$/;
 const NAME = /^[a-z_][a-z0-9_]{0,127}$/;
+/** Glue's limit on a column comment. */
+const MAX_COMMENT = 255;
 
 /**
  * Checks a promote config against each type's built-in columns (`taken`); returns the promoted
@@ -88,6 +90,8 @@ export function resolvePromote(config: PromoteConfig | undefined, taken: (type: 
       if (!(PROMOTED_TYPES as readonly string[]).includes(t)) badOption(`${where}.type`, t, `one of ${PROMOTED_TYPES.join(', ')}`);
       const path = s.path ?? `$.${name}`;
       if (typeof path !== 'string' || !PATH.test(path)) badOption(`${where}.path`, path, 'a JSON path such as $.revenue, $.order.id, $."total amount" or $.items[0]');
+      // The path lives in the column comment, which Glue caps at 255 characters.
+      if (promotedComment({ from: from!, path }).length > MAX_COMMENT) badOption(`${where}.path`, path, `a JSON path of at most ${MAX_COMMENT - promotedComment({ from: from!, path: '$' }).length + 1} characters (it is kept in the column's comment, which Glue caps at ${MAX_COMMENT})`);
       list.push({ name, from: from!, path, type: t as PromotedType });
     }
     out[type as EventType] = list;

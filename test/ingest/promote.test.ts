@@ -259,10 +259,13 @@ test('bad promote configs are refused with the bad value and what was expected',
     [{ track: { revenue: { path: "$.a'b" } } }, /promote\.track\.revenue\.path/],
     [{ track: { revenue: { type: 'double', as: 'x' } } }, /promote\.track\.revenue.*only the keys path and type/],
     [{ track: ['revenue'] }, /promote\.track.*an object/],
+    [{ track: { long: { path: '$.' + 'k'.repeat(240) } } }, /promote\.track\.long\.path.*a JSON path of at most 236 characters/],
   ];
   for (const [promote, re] of bad) {
     assert.throws(() => resolveIngestOptions({ promote: promote as PromoteConfig }), (err: unknown) => err instanceof ConfigError && re.test((err as Error).message), JSON.stringify(promote));
   }
+  const longest = '$.' + 'k'.repeat(234);
+  assert.equal(resolveIngestOptions({ promote: { track: { long: { path: longest } } } }).promoted.track![0]!.path, longest);
   const ok = resolveIngestOptions({ promote: { track: { revenue: 'double', x: { path: '$.a."b c"[2]' } }, group: { size: 'bigint' } } });
   assert.deepEqual(ok.promoted, {
     track: [
