@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { type Catalog, type PartitionDef, type TableDef } from '../catalog/catalog.ts';
@@ -8,6 +9,7 @@ import { RANGES_METADATA_KEY, isForeignDataFile } from '../ingest/file-names.ts'
 import { readGenerationRanges } from '../ingest/recovery.ts';
 import { FileCache } from '../storage/file-cache.ts';
 import { copyObject, type Storage } from '../storage/storage.ts';
+import { columnCopies } from '../writer/column-copies.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
 import { rowGroupRowsOfParquet, type Compression } from '../writer/parquet-file.ts';
 import { collectGarbage, commitGeneration, underCompactionLock, withScratchDuckDB, type MergeResult } from './merge.ts';
@@ -114,7 +116,7 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
     for (const [i, { t, p, match }] of todo.entries()) {
       // Scanned first without the lock (what a dry run reports): only a partition that holds such rows
       // is locked, holding its writers off, and scanned again under the lock.
-      const found = await matches(conn, cache, match, await listCommittedFiles(storage, catalog, t.name, [p]));
+      const found = await matches(conn, storage, cache, match, await listCommittedFiles(storage, catalog, t.name, [p]), spool);
       if (options.dryRun) {
         for (const n of found.values()) result.rows[t.name] = (result.rows[t.name] ?? 0) + n;
       } else if (found.size > 0) {
@@ -122,7 +124,7 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
           // Listed under the guard: no file lands here until the swap.
           if (part === undefined) return;
           const files = await listCommittedFiles(storage, catalog, t.name, [part]);
-          const hits = await matches(conn, cache, match, files);
+          const hits = await matches(conn, storage, cache, match, files, spool);
           if (hits.size === 0) return;
           const foreign = files.some((f) => isForeignDataFile(baseName(f.key)));
           const sidecar = foreign ? await readGenerationRanges(storage, part.location) : [];
@@ -169,13 +171,23 @@ function matchSql(t: TableDef, userIds: string[], anonymousIds: string[]): strin
   return terms.length === 0 ? null : terms.join(' OR ');
 }
 
-/** Rows matching `match`, per file key (files without any left out). */
-async function matches(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], cache: FileCache, match: string, files: CommittedFile[]): Promise<Map<string, number>> {
+/**
+ * Rows matching `match`, per file key (files without any left out). On an object-store lake only the
+ * id columns' chunks are fetched (column-copies.ts): most files hold none of the ids, and only those
+ * that do are fetched whole, to be rewritten.
+ */
+async function matches(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], storage: Storage, cache: FileCache, match: string, files: CommittedFile[], scratch: string): Promise<Map<string, number>> {
   const hits = new Map<string, number>();
   if (files.length === 0) return hits;
   const lease = cache.lease();
+  const copiesDir = path.join(scratch, `ids-${randomBytes(4).toString('hex')}`);
   try {
-    const paths = await lease.paths(files);
+    const remote = files.filter((f) => storage.localPath(f.key) === undefined);
+    const copies = await columnCopies(storage, remote, ID_COLUMNS, copiesDir);
+    const copyOf = new Map(remote.map((f, i) => [f.key, copies.paths[i]]));
+    const whole = files.filter((f) => copyOf.get(f.key) === undefined);
+    const wholeOf = new Map((await lease.paths(whole)).map((p, i) => [whole[i]!.key, p]));
+    const paths = files.map((f) => copyOf.get(f.key) ?? wholeOf.get(f.key)!);
     const byPath = new Map(paths.map((p, i) => [p, files[i]!.key]));
     const r = await conn.runAndReadAll(
       `SELECT filename, count(*)::BIGINT FROM read_parquet([${paths.map(sqlString).join(', ')}], filename=true, hive_partitioning=false, union_by_name=true) WHERE ${match} GROUP BY 1`,
@@ -183,9 +195,13 @@ async function matches(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], cac
     for (const [file, n] of r.getRows() as Array<[string, bigint]>) hits.set(byPath.get(file) ?? file, Number(n));
   } finally {
     lease.release();
+    await fsp.rm(copiesDir, { recursive: true, force: true });
   }
   return hits;
 }
+
+/** The columns matchSql reads. */
+const ID_COLUMNS = ['user_id', 'anonymous_id', 'previous_id'];
 
 /** Writes `f` without the rows matching `match` (its order, footer ranges and table tag kept), checking the count. */
 async function rewriteWithout(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], cache: FileCache, t: TableDef, f: CommittedFile, match: string, matched: number, outPath: string, compression: Compression): Promise<void> {

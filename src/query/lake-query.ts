@@ -1,11 +1,14 @@
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import { promises as fsp } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { promises as fsp, rmSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Catalog, TableDef } from '../catalog/catalog.ts';
 import { listCommittedFiles } from '../catalog/files.ts';
 import { QueryError } from '../errors.ts';
-import { FileCache, type CacheLease } from '../storage/file-cache.ts';
+import { FileCache, type CacheLease, type CachedObject } from '../storage/file-cache.ts';
+import { columnCopies } from '../writer/column-copies.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
@@ -36,6 +39,20 @@ export interface LakeQueryOptions {
   duckdb?: DuckDBOptions;
   /** Where files of an object-store lake are copied for DuckDB (default: a FileCache with its defaults). */
   cache?: FileCache;
+  /**
+   * Read only these columns of committed files (partition columns come from paths): the views expose
+   * only them, and on an object-store lake only their column chunks are fetched, into copies that
+   * live until close() (column-copies.ts), not whole files. For jobs that scan a few columns of a
+   * whole lake (verify reads message_id). Default: every column, whole files through the cache.
+   */
+  columns?: readonly string[];
+}
+
+/** How a LakeQuery gets local paths of committed files, and which of their columns its views expose. */
+interface FileReader {
+  paths(files: CachedObject[]): Promise<string[]>;
+  /** undefined: every column. */
+  columns?: readonly string[];
 }
 
 const GLUE_TO_DUCK: Record<string, string> = { string: 'VARCHAR', timestamp: 'TIMESTAMP_MS', bigint: 'BIGINT', double: 'DOUBLE', boolean: 'BOOLEAN', date: 'DATE' };
@@ -67,6 +84,9 @@ export class LakeQuery {
     readonly views: { name: string; error?: string }[],
     /** Holds the cached copies the views read until close(). */
     private readonly lease: CacheLease,
+    private readonly reader: FileReader,
+    /** Directory of column copies (removed at close), if any were made. */
+    private readonly copiesDir: string | null,
     private readonly storage: Storage,
     private readonly catalog: Catalog,
     private readonly spools: LiveSpool[],
@@ -84,7 +104,23 @@ export class LakeQuery {
       }
       tables.sort((a, b) => (a.name < b.name ? -1 : 1));
       for (const t of tables) await conn.run(`CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${emptySelectSql(t)}`);
-      const q = new LakeQuery(instance, conn, tables, [], lease, storage, catalog, spools);
+      const columns = options.columns;
+      const copiesDir = columns === undefined ? null : path.join(os.tmpdir(), `tributary-columns-${process.pid}-${randomBytes(6).toString('hex')}`);
+      const reader: FileReader =
+        columns === undefined
+          ? { paths: (files) => lease.paths(files) }
+          : {
+              columns,
+              paths: async (files) => {
+                const remote = files.filter((f) => storage.localPath(f.key) === undefined);
+                const copies = await columnCopies(storage, remote, columns, copiesDir!);
+                const local = new Map(remote.map((f, i) => [f.key, copies.paths[i]]));
+                const whole = files.filter((f) => local.get(f.key) === undefined);
+                const wholePaths = new Map((await lease.paths(whole)).map((p, i) => [whole[i]!.key, p]));
+                return files.map((f) => local.get(f.key) ?? wholePaths.get(f.key)!);
+              },
+            };
+      const q = new LakeQuery(instance, conn, tables, [], lease, reader, copiesDir, storage, catalog, spools);
       await q.loadViews([...(options.builtinViews === false ? [] : [BUILTIN_VIEWS_DIR]), ...(options.viewDirs ?? [])]);
       return q;
     } catch (err) {
@@ -159,7 +195,7 @@ export class LakeQuery {
     const todo = this.tables.filter((t) => names.includes(t.name) && !this.bound.has(t.name));
     if (todo.length === 0) return;
     for (const t of todo) {
-      await this.conn.run(await tableViewSql(this.conn, this.storage, this.catalog, t, this.lease, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
+      await this.conn.run(await tableViewSql(this.conn, this.storage, this.catalog, t, this.reader, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
       this.bound.add(t.name);
     }
     await this.registerViews();
@@ -225,25 +261,28 @@ export class LakeQuery {
     this.conn.closeSync();
     this.instance.closeSync();
     this.lease.release();
+    if (this.copiesDir !== null) rmSync(this.copiesDir, { recursive: true, force: true });
   }
 }
 
 /** The CREATE VIEW statement for a table over its committed files (and its live spools, if any). */
-export async function tableViewSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease, live: LiveSpool[] = [], tolerant = false): Promise<string> {
-  const committed = await committedSelectSql(conn, storage, catalog, t, lease);
+async function tableViewSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, reader: FileReader, live: LiveSpool[] = [], tolerant = false): Promise<string> {
+  const committed = await committedSelectSql(conn, storage, catalog, t, reader);
   if (live.length === 0) return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${committed}`;
   // Live rows: the spools read as the writer will write them, partition columns computed as the router does.
   const extra = t.partitionKeys
     .filter((k) => k.name === 'dt' || k.name === 'hour')
     .map((k) => (k.name === 'dt' ? `CAST(epoch_ms(r) AS DATE) AS "dt"` : `strftime(epoch_ms(r), '%H') AS "hour"`));
   const type = live[0]!.type;
-  const liveSql = spoolSelectSql(live.flatMap((l) => l.paths), [...builtinColumnsFor(type), ...tablePromoted(t).map(promotedColumnDef)], extra, tolerant);
+  const all = [...builtinColumnsFor(type), ...tablePromoted(t).map(promotedColumnDef)];
+  const liveSql = spoolSelectSql(live.flatMap((l) => l.paths), reader.columns === undefined ? all : all.filter((c) => reader.columns!.includes(c.name)), extra, tolerant);
   return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS (${committed}) UNION ALL BY NAME (${liveSql})`;
 }
 
 /** SELECT over a table's committed files (an empty, typed SELECT when it has none). */
-async function committedSelectSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease): Promise<string> {
-  const promoted = tablePromoted(t);
+async function committedSelectSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, reader: FileReader): Promise<string> {
+  const only = reader.columns === undefined ? undefined : new Set(reader.columns);
+  const promoted = tablePromoted(t).filter((p) => only === undefined || only.has(p.name));
   const files = await listCommittedFiles(storage, catalog, t.name);
   if (files.length === 0) {
     const missing = promoted.filter((p) => !t.columns.some((c) => c.name === p.name));
@@ -251,7 +290,11 @@ async function committedSelectSql(conn: DuckDBConnection, storage: Storage, cata
     const nulls = missing.map((p) => `CAST(NULL AS ${PROMOTED_DUCK_TYPE[p.type]}) AS ${sqlIdent(p.name)}`).join(', ');
     return `(${emptySelectSql(t)}) UNION ALL BY NAME (SELECT ${nulls} WHERE false)`;
   }
-  return filledSelectSql(conn, promoted, await lease.paths(files), (ps) => readParquetSql(t, ps));
+  const select = await filledSelectSql(conn, promoted, await reader.paths(files), (ps) => readParquetSql(t, ps));
+  if (only === undefined) return select;
+  // Only the columns read (column copies hold no others' bytes), and the partition columns.
+  const keep = [...t.columns.filter((c) => only.has(c.name)), ...t.partitionKeys].map((c) => sqlIdent(c.name));
+  return `SELECT ${keep.join(', ')} FROM (${select})`;
 }
 
 /** SELECT over the given local copies of a table's files, Hive partition columns decoded from their paths. */

@@ -113,7 +113,7 @@ export async function verifyLake(storage: Storage, catalog: Catalog, source: Sou
     await once(ids, 'finish');
 
     const deadLettersMissing = await missingDeadLetters(storage, source.name, invalid);
-    const q = await LakeQuery.open(storage, catalog, { builtinViews: false });
+    const q = await LakeQuery.open(storage, catalog, { builtinViews: false, columns: ['message_id'] });
     const tables: VerifyTable[] = [];
     try {
       const inLake = new Set(q.tables.map((t) => t.name));

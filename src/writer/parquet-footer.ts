@@ -1,4 +1,4 @@
-import { parquetMetadataAsync, type AsyncBuffer } from 'hyparquet';
+import { parquetMetadataAsync, type AsyncBuffer, type FileMetaData } from 'hyparquet';
 import { StorageError } from '../errors.ts';
 import type { Storage } from '../storage/storage.ts';
 
@@ -23,6 +23,12 @@ const CONCURRENCY = 8;
  * reading ~64 KiB and a whole 1 GiB file.
  */
 export async function readParquetFooter(storage: Storage, key: string, size: number): Promise<ParquetFooter> {
+  const meta = await readParquetMetadata(storage, key, size);
+  return { rows: Number(meta.num_rows), columns: meta.schema.slice(1).map((e) => e.name), kv: new Map((meta.key_value_metadata ?? []).map((kv) => [kv.key, kv.value ?? ''])) };
+}
+
+/** The whole file metadata of the Parquet object at `key` (row groups and column chunks with their offsets), read as readParquetFooter reads it. */
+export async function readParquetMetadata(storage: Storage, key: string, size: number): Promise<FileMetaData> {
   const file: AsyncBuffer = {
     byteLength: size,
     slice: async (start: number, end?: number) => {
@@ -33,14 +39,12 @@ export async function readParquetFooter(storage: Storage, key: string, size: num
       return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
     },
   };
-  let meta;
   try {
-    meta = await parquetMetadataAsync(file, { initialFetchSize: INITIAL_FETCH });
+    return await parquetMetadataAsync(file, { initialFetchSize: INITIAL_FETCH });
   } catch (err) {
     if (err instanceof StorageError) throw err;
     throw new StorageError(`${storage.root}/${key} is not a readable Parquet file: ${(err as Error).message}`, { cause: err });
   }
-  return { rows: Number(meta.num_rows), columns: meta.schema.slice(1).map((e) => e.name), kv: new Map((meta.key_value_metadata ?? []).map((kv) => [kv.key, kv.value ?? ''])) };
 }
 
 /** readParquetFooter of each object, several at once; results in the order of `objects`. */
