@@ -50,7 +50,8 @@ export interface LakeQueryOptions {
 
 /** How a LakeQuery gets local paths of committed files, and which of their columns its views expose. */
 interface FileReader {
-  paths(files: CachedObject[]): Promise<string[]>;
+  /** Local paths of `files`, holding at least the bytes of `fetch` (column names; undefined: whole files). */
+  paths(files: CachedObject[], fetch?: readonly string[]): Promise<string[]>;
   /** undefined: every column. */
   columns?: readonly string[];
 }
@@ -111,9 +112,9 @@ export class LakeQuery {
           ? { paths: (files) => lease.paths(files) }
           : {
               columns,
-              paths: async (files) => {
+              paths: async (files, fetch = columns) => {
                 const remote = files.filter((f) => storage.localPath(f.key) === undefined);
-                const copies = await columnCopies(storage, remote, columns, copiesDir!);
+                const copies = await columnCopies(storage, remote, fetch, copiesDir!);
                 const local = new Map(remote.map((f, i) => [f.key, copies.paths[i]]));
                 const whole = files.filter((f) => local.get(f.key) === undefined);
                 const wholePaths = new Map((await lease.paths(whole)).map((p, i) => [whole[i]!.key, p]));
@@ -290,7 +291,9 @@ async function committedSelectSql(conn: DuckDBConnection, storage: Storage, cata
     const nulls = missing.map((p) => `CAST(NULL AS ${PROMOTED_DUCK_TYPE[p.type]}) AS ${sqlIdent(p.name)}`).join(', ');
     return `(${emptySelectSql(t)}) UNION ALL BY NAME (SELECT ${nulls} WHERE false)`;
   }
-  const select = await filledSelectSql(conn, promoted, await reader.paths(files), (ps) => readParquetSql(t, ps));
+  // A promoted column that older files lack is taken from its JSON column: those bytes are needed too.
+  const fetch = only === undefined ? undefined : [...only, ...promoted.map((p) => p.from)];
+  const select = await filledSelectSql(conn, promoted, await reader.paths(files, fetch), (ps) => readParquetSql(t, ps));
   if (only === undefined) return select;
   // Only the columns read (column copies hold no others' bytes), and the partition columns.
   const keep = [...t.columns.filter((c) => only.has(c.name)), ...t.partitionKeys].map((c) => sqlIdent(c.name));

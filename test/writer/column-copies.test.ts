@@ -15,38 +15,16 @@ import { Ingestor, type IngestStats } from '../../src/ingest/ingestor.ts';
 import { sampleLines } from '../../src/sample/generate.ts';
 import { FileSource } from '../../src/source/file-source.ts';
 import { S3Storage } from '../../src/storage/s3-storage.ts';
-import type { Storage } from '../../src/storage/storage.ts';
 import { verifyLake } from '../../src/verify/verify.ts';
+import { LakeQuery } from '../../src/query/lake-query.ts';
 import { chunkRanges } from '../../src/writer/column-copies.ts';
 import { readParquetFooter, readParquetMetadata } from '../../src/writer/parquet-footer.ts';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { countingParquetReads } from '../support/counting-storage.ts';
 import { localS3Client, rerunWithOpenSslLegacyProviderIfNeeded, startS3rver } from '../support/s3rver.ts';
 
 rerunWithOpenSslLegacyProviderIfNeeded();
 
-/** Counts the bytes of Parquet objects read through `inner`, by any of its read methods. */
-function countingParquetReads(inner: Storage): Storage & { parquetBytes: number } {
-  const c = Object.assign(Object.create(inner) as Storage, { parquetBytes: 0 });
-  const count = (key: string, n: number) => {
-    if (key.endsWith('.parquet')) c.parquetBytes += n;
-  };
-  c.get = async (k) => {
-    const b = await inner.get(k);
-    count(k, b?.length ?? 0);
-    return b;
-  };
-  c.getRange = async (k, o, n) => {
-    const b = await inner.getRange(k, o, n);
-    count(k, b?.length ?? 0);
-    return b;
-  };
-  c.download = async (k, p) => {
-    const r = await inner.download!(k, p);
-    count(k, r?.size ?? 0);
-    return r;
-  };
-  return c;
-}
 
 let dir: string;
 let storage: S3Storage;
@@ -103,6 +81,24 @@ test('verify over an S3 lake fetches the message_id chunks, not the files, and c
   assert.equal(r.parity, true, JSON.stringify(r));
   assert.equal(r.found, stats.written);
   assert.ok(counted.parquetBytes > 0 && counted.parquetBytes < total * 0.25, `read ${counted.parquetBytes} of ${total} bytes of Parquet`);
+});
+
+test('LakeQuery with columns: the same answers from column copies as from whole files; other columns are not there to read', async () => {
+  const sql = 'SELECT event, experiment_name, count(*) AS n, count(DISTINCT message_id) AS d FROM tracks GROUP BY ALL ORDER BY ALL';
+  const whole = await LakeQuery.open(storage, new EmbeddedCatalog(storage), { builtinViews: false });
+  const counted = countingParquetReads(storage);
+  const some = await LakeQuery.open(counted, new EmbeddedCatalog(counted), { builtinViews: false, columns: ['event', 'experiment_name', 'message_id'] });
+  try {
+    const want = await whole.query(sql);
+    assert.ok(want.rows.length > 3);
+    assert.deepEqual(await some.query(sql), want);
+    const tracks = (await lakeBytes()).filter((f) => f.key.startsWith('tracks/')).reduce((a, f) => a + f.size, 0);
+    assert.ok(counted.parquetBytes < tracks * 0.25, `read ${counted.parquetBytes} of ${tracks} bytes`);
+    await assert.rejects(some.query('SELECT count(properties) FROM tracks'), /properties/);
+  } finally {
+    whole.close();
+    some.close();
+  }
 });
 
 test('delete-users over an S3 lake scans the id chunks, fetches only the files that hold the user, and deletes exactly their rows', async () => {
