@@ -101,7 +101,13 @@ export class LakeQuery {
       const tables = await catalog.listTables();
       const spools = options.live?.spools ?? [];
       for (const def of [...spools.map((sp) => sp.def), ...(options.live?.tables ?? [])]) {
-        if (!tables.some((t) => t.name === def.name)) tables.push(def); // not committed yet
+        const i = tables.findIndex((t) => t.name === def.name);
+        if (i < 0) tables.push(def); // not committed yet
+        else {
+          // Columns the writer has that the catalog gets at its next commit (a key promoted since): shown already.
+          const added = def.columns.filter((c) => !tables[i]!.columns.some((h) => h.name === c.name));
+          if (added.length > 0) tables[i] = { ...tables[i]!, columns: [...tables[i]!.columns, ...added] };
+        }
       }
       tables.sort((a, b) => (a.name < b.name ? -1 : 1));
       for (const t of tables) await conn.run(`CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${emptySelectSql(t)}`);

@@ -158,29 +158,38 @@ test('configured keys become typed columns equal to the raw JSON (NULL when not 
   assert.equal((await catalog.getTable('identifies'))!.columns.find((c) => c.name === 'seats')?.type, 'bigint');
 });
 
-test('promoted columns over live rows equal the same rows once committed', async () => {
+test('promoted columns over live rows equal the same rows once committed, beside files written before the keys were promoted', async () => {
   const dir = tempDir('promote-live');
   const lake = `${dir}/lake`;
+  // Committed first without the config: the catalog's tables lack the columns until the live run commits.
+  const earlier = lines(600, 7);
+  writeFileSync(`${dir}/earlier.ndjson`, earlier.join('\n') + '\n');
+  const { storage, catalog } = openLocalLake(lake);
+  await new Ingestor(storage, catalog).run(new FileSource([`${dir}/earlier.ndjson`]));
+  const committedBefore = (await listCommittedFiles(storage, catalog, 'tracks')).length;
+  assert.equal((await catalog.getTable('tracks'))!.columns.some((c) => c.name === 'revenue'), false);
   const raw = lines(1_200, 2);
   const log = await LocalLog.open(`${lake}/_tributary/log`);
   await log.append(raw);
-  const { storage, catalog } = openLocalLake(lake);
   const ac = new AbortController();
   // A long time cap and big targets: the rows stay live until the run stops.
   const ingestor = new Ingestor(storage, catalog, { promote: PROMOTE, maxFileAgeMs: 3_600_000, closeAfterMs: null, signal: ac.signal, decodeWorkers: 1 });
   const running = ingestor.run(new LocalLogSource(`${lake}/_tributary/log`, { log, signal: ac.signal }));
-  const want = expectedRows(raw);
-  let got = new Map<string, unknown[]>();
-  for (let i = 0; i < 200 && got.size < want.tracks.size; i++) {
-    got = byId((await queryLive(storage, catalog, ingestor, TRACK_SQL, { builtinViews: false })).rows);
-    if (got.size < want.tracks.size) await new Promise((r) => setTimeout(r, 50));
+  const want = expectedRows([...earlier, ...raw]);
+  try {
+    let got = new Map<string, unknown[]>();
+    for (let i = 0; i < 200 && got.size < want.tracks.size; i++) {
+      got = byId((await queryLive(storage, catalog, ingestor, TRACK_SQL, { builtinViews: false })).rows);
+      if (got.size < want.tracks.size) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await listCommittedFiles(storage, catalog, 'tracks')).length, committedBefore, 'nothing committed by this run yet: its rows are live');
+    assertRows(got, want.tracks, 'live tracks');
+    assertRows(byId((await queryLive(storage, catalog, ingestor, IDENTIFY_SQL, { builtinViews: false })).rows), want.identifies, 'live identifies');
+  } finally {
+    ac.abort(); // also when an assertion failed: the run stops, and the test with it
+    await running;
+    await log.close();
   }
-  assert.equal((await listCommittedFiles(storage, catalog, 'tracks').catch(() => [])).length, 0, 'nothing committed yet: the rows are live');
-  assertRows(got, want.tracks, 'live tracks');
-  assertRows(byId((await queryLive(storage, catalog, ingestor, IDENTIFY_SQL, { builtinViews: false })).rows), want.identifies, 'live identifies');
-  ac.abort();
-  await running;
-  await log.close();
   const q = await LakeQuery.open(storage, catalog);
   try {
     assert.ok((await listCommittedFiles(storage, catalog, 'tracks')).length > 0, 'committed at the stop');
