@@ -9,7 +9,7 @@ import { RANGES_METADATA_KEY, isForeignDataFile } from '../ingest/file-names.ts'
 import { readGenerationRanges } from '../ingest/recovery.ts';
 import { FileCache } from '../storage/file-cache.ts';
 import { copyObject, type Storage } from '../storage/storage.ts';
-import { columnCopies } from '../writer/column-copies.ts';
+import { columnPaths } from '../writer/column-copies.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
 import { rowGroupRowsOfParquet, type Compression } from '../writer/parquet-file.ts';
 import { collectGarbage, commitGeneration, underCompactionLock, withScratchDuckDB, type MergeResult } from './merge.ts';
@@ -182,12 +182,7 @@ async function matches(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], sto
   const lease = cache.lease();
   const copiesDir = path.join(scratch, `ids-${randomBytes(4).toString('hex')}`);
   try {
-    const remote = files.filter((f) => storage.localPath(f.key) === undefined);
-    const copies = await columnCopies(storage, remote, ID_COLUMNS, copiesDir);
-    const copyOf = new Map(remote.map((f, i) => [f.key, copies.paths[i]]));
-    const whole = files.filter((f) => copyOf.get(f.key) === undefined);
-    const wholeOf = new Map((await lease.paths(whole)).map((p, i) => [whole[i]!.key, p]));
-    const paths = files.map((f) => copyOf.get(f.key) ?? wholeOf.get(f.key)!);
+    const paths = await columnPaths(storage, lease, files, ID_COLUMNS, copiesDir);
     const byPath = new Map(paths.map((p, i) => [p, files[i]!.key]));
     const r = await conn.runAndReadAll(
       `SELECT filename, count(*)::BIGINT FROM read_parquet([${paths.map(sqlString).join(', ')}], filename=true, hive_partitioning=false, union_by_name=true) WHERE ${match} GROUP BY 1`,

@@ -72,9 +72,6 @@ const TAIL: ColumnDef[] = [
   str('context', 'CAST(e.context AS VARCHAR)', 'the whole context as JSON text'),
 ];
 
-/** Tracks' built-in promoted keys (see events/promote.ts). */
-export const PROMOTED_PROPERTIES = TRACK_PROMOTED;
-
 /** The column of a promoted key. */
 export function promotedColumnDef(p: PromotedColumn): ColumnDef {
   return { name: p.name, duckType: PROMOTED_DUCK_TYPE[p.type], glueType: p.type, sql: '', comment: promotedComment(p), promoted: p };
@@ -100,7 +97,7 @@ export function builtinColumnsFor(type: EventType): ColumnDef[] {
  * built-in ones, the built-in promoted keys (tracks' experiment columns), then `promoted`.
  */
 export function columnsFor(type: EventType, promoted: readonly PromotedColumn[] = []): ColumnDef[] {
-  return [...builtinColumnsFor(type), ...(type === 'track' ? PROMOTED_PROPERTIES : []), ...promoted].map((c) => ('from' in c ? promotedColumnDef(c) : c));
+  return [...builtinColumnsFor(type), ...[...(type === 'track' ? TRACK_PROMOTED : []), ...promoted].map(promotedColumnDef)];
 }
 
 /**

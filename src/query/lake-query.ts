@@ -8,7 +8,7 @@ import type { Catalog, TableDef } from '../catalog/catalog.ts';
 import { listCommittedFiles } from '../catalog/files.ts';
 import { QueryError } from '../errors.ts';
 import { FileCache, type CacheLease, type CachedObject } from '../storage/file-cache.ts';
-import { columnCopies } from '../writer/column-copies.ts';
+import { columnPaths } from '../writer/column-copies.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
@@ -118,14 +118,7 @@ export class LakeQuery {
           ? { paths: (files) => lease.paths(files) }
           : {
               columns,
-              paths: async (files, fetch = columns) => {
-                const remote = files.filter((f) => storage.localPath(f.key) === undefined);
-                const copies = await columnCopies(storage, remote, fetch, copiesDir!);
-                const local = new Map(remote.map((f, i) => [f.key, copies.paths[i]]));
-                const whole = files.filter((f) => local.get(f.key) === undefined);
-                const wholePaths = new Map((await lease.paths(whole)).map((p, i) => [whole[i]!.key, p]));
-                return files.map((f) => local.get(f.key) ?? wholePaths.get(f.key)!);
-              },
+              paths: (files, fetch = columns) => columnPaths(storage, lease, files, fetch, copiesDir!),
             };
       const q = new LakeQuery(instance, conn, tables, [], lease, reader, copiesDir, storage, catalog, spools);
       await q.loadViews([...(options.builtinViews === false ? [] : [BUILTIN_VIEWS_DIR]), ...(options.viewDirs ?? [])]);

@@ -1,6 +1,7 @@
 import { closeSync, mkdirSync, openSync, ftruncateSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import { StorageError } from '../errors.ts';
+import type { CacheLease, CachedObject } from '../storage/file-cache.ts';
 import type { Storage } from '../storage/storage.ts';
 import { parquetMetadata } from 'hyparquet';
 import { readParquetMetadata } from './parquet-footer.ts';
@@ -72,6 +73,20 @@ async function fetchRange(storage: Storage, key: string, start: number, end: num
   const b = await storage.getRange(key, start, end - start);
   if (b === undefined || b.length !== end - start) throw new StorageError(`${storage.root}/${key} changed while its columns were being read (range ${start}-${end})`, { retriable: true });
   return b;
+}
+
+/**
+ * Local paths of `files` holding at least the bytes of `columns`, in order: files on local storage
+ * as they are, column copies of remote ones (under `dir`), and whole copies through `lease` where a
+ * column copy would not do.
+ */
+export async function columnPaths(storage: Storage, lease: CacheLease, files: CachedObject[], columns: readonly string[], dir: string): Promise<string[]> {
+  const remote = files.filter((f) => storage.localPath(f.key) === undefined);
+  const copies = await columnCopies(storage, remote, columns, dir);
+  const copyOf = new Map(remote.map((f, i) => [f.key, copies.paths[i]]));
+  const whole = files.filter((f) => copyOf.get(f.key) === undefined);
+  const wholeOf = new Map((await lease.paths(whole)).map((p, i) => [whole[i]!.key, p]));
+  return files.map((f) => copyOf.get(f.key) ?? wholeOf.get(f.key)!);
 }
 
 /** The byte ranges [start, end) of a copy holding `columns`, merged and sorted; null when a needed range's length is unknown. */
