@@ -95,7 +95,7 @@ export interface IngestOptions {
    * (types string, bigint, double, boolean; default string, path `$.<column>`). A value not of its
    * column's type is NULL there and stays in the JSON column. A column's type never changes once
    * in the catalog. Default none beyond tracks' experiment_name and variation_name. Memory cost: none;
-   * each typed source parses its JSON once more per row when files are written.
+   * CPU: the keys of an event type are extracted from its JSON in one pass per row when files are written.
    */
   promote?: PromoteConfig;
   /** Where spool files go. Default `<lake>/_tributary/spool` for a local lake, the OS temp dir otherwise. */
