@@ -114,29 +114,9 @@ export function promotedOfComment(name: string, glueType: string, comment: strin
 }
 
 /**
- * SQL of a promoted column's value from `json`, the JSON value at its path (type JSON; NULL when
- * absent). A value that is not of the column's type is NULL there (it stays in `properties` /
- * `traits`): an integer never becomes a string, a fraction never an integer, a string never a number.
- * A `string` column holds strings as sent and any other value as its JSON text (`text`: the same
- * value through json_extract_string).
- */
-export function promotedValueSql(type: PromotedType, json: string, text: string): string {
-  switch (type) {
-    case 'string':
-      return text;
-    case 'bigint':
-      return `CASE WHEN json_type(${json}) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(${json} AS BIGINT) END`;
-    case 'double':
-      return `CASE WHEN json_type(${json}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN TRY_CAST(${json} AS DOUBLE) END`;
-    case 'boolean':
-      return `CASE WHEN json_type(${json}) = 'BOOLEAN' THEN TRY_CAST(${json} AS BOOLEAN) END`;
-  }
-}
-
-/**
  * Promoted columns of a catalog table: those its column comments describe, and tracks' built-in
  * ones, which files and catalog entries written by an older version lack. Readers always expose
- * them: from the file where it has them, else from the JSON they are promoted from (promoted-fill.ts).
+ * them: from the file where it has them, else from the JSON they are promoted from (writer/promoted-fill.ts).
  */
 export function tablePromoted(t: { columns: ReadonlyArray<{ name: string; type: string; comment?: string }>; parameters?: Record<string, string> }): PromotedColumn[] {
   const type = t.parameters?.tributary_event_type;
@@ -148,10 +128,3 @@ export function tablePromoted(t: { columns: ReadonlyArray<{ name: string; type: 
   }
   return [...out.values()];
 }
-
-/** SQL of a promoted column's value taken from the JSON text column it was promoted from (files written before the column existed). */
-export function promotedFromTextSql(p: PromotedColumn): string {
-  return promotedValueSql(p.type, `json_extract(${p.from}, ${quote(p.path)})`, `json_extract_string(${p.from}, ${quote(p.path)})`);
-}
-
-const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;

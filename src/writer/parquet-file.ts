@@ -1,9 +1,9 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { promises as fsp } from 'node:fs';
-import { promotedValueSql } from '../events/promote.ts';
 import { CONTEXT_PATHS, RAW_EVENT_FIELDS, RAW_EVENT_STRUCT, type ColumnDef } from '../events/schema.ts';
 import { WriterError } from '../errors.ts';
 import { sqlIdent, sqlString } from './duckdb.ts';
+import { promotedValueSql } from './promoted-fill.ts';
 
 /** Parquet compression codecs offered (both read by Athena, Spark, Trino and DuckDB). */
 export type Compression = 'zstd' | 'snappy';

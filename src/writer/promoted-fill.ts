@@ -1,5 +1,5 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { promotedFromTextSql, type PromotedColumn } from '../events/promote.ts';
+import type { PromotedColumn, PromotedType } from '../events/promote.ts';
 import { WriterError } from '../errors.ts';
 import { sqlIdent, sqlString } from './duckdb.ts';
 
@@ -36,4 +36,29 @@ export async function filledSelectSql(conn: DuckDBConnection, promoted: readonly
       return `SELECT *, ${missing.map((c) => `${promotedFromTextSql(c)} AS ${sqlIdent(c.name)}`).join(', ')} FROM (${r})`;
     });
   return parts.length === 1 ? parts[0]! : parts.map((p) => `(${p})`).join(' UNION ALL BY NAME ');
+}
+
+/**
+ * SQL of a promoted column's value from `json`, the JSON value at its path (type JSON; NULL when
+ * absent). A value that is not of the column's type is NULL there (it stays in `properties` /
+ * `traits`): an integer never becomes a string, a fraction never an integer, a string never a number.
+ * A `string` column holds strings as sent and any other value as its JSON text (`text`: the same
+ * value through json_extract_string).
+ */
+export function promotedValueSql(type: PromotedType, json: string, text: string): string {
+  switch (type) {
+    case 'string':
+      return text;
+    case 'bigint':
+      return `CASE WHEN json_type(${json}) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(${json} AS BIGINT) END`;
+    case 'double':
+      return `CASE WHEN json_type(${json}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN TRY_CAST(${json} AS DOUBLE) END`;
+    case 'boolean':
+      return `CASE WHEN json_type(${json}) = 'BOOLEAN' THEN TRY_CAST(${json} AS BOOLEAN) END`;
+  }
+}
+
+/** SQL of a promoted column's value taken from the JSON text column it was promoted from (files written before the column existed). */
+function promotedFromTextSql(p: PromotedColumn): string {
+  return promotedValueSql(p.type, `json_extract(${p.from}, ${sqlString(p.path)})`, `json_extract_string(${p.from}, ${sqlString(p.path)})`);
 }
