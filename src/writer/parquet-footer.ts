@@ -3,7 +3,7 @@ import { StorageError } from '../errors.ts';
 import type { Storage } from '../storage/storage.ts';
 
 /** Bytes fetched from a file's end first: our footers (a few row groups of ~25 columns) fit, else one more read. */
-const INITIAL_FETCH = 64 * 1024;
+export const FOOTER_INITIAL_FETCH = 64 * 1024;
 
 /** What a Parquet footer says that Tributary reads without the file. */
 export interface ParquetFooter {
@@ -40,7 +40,7 @@ export async function readParquetMetadata(storage: Storage, key: string, size: n
     },
   };
   try {
-    return await parquetMetadataAsync(file, { initialFetchSize: INITIAL_FETCH });
+    return await parquetMetadataAsync(file, { initialFetchSize: FOOTER_INITIAL_FETCH });
   } catch (err) {
     if (err instanceof StorageError) throw err;
     throw new StorageError(`${storage.root}/${key} is not a readable Parquet file: ${(err as Error).message}`, { cause: err });
