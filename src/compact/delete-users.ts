@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { type Catalog, type PartitionDef, type TableDef } from '../catalog/catalog.ts';
@@ -116,7 +115,7 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
     for (const [i, { t, p, match }] of todo.entries()) {
       // Scanned first without the lock (what a dry run reports): only a partition that holds such rows
       // is locked, holding its writers off, and scanned again under the lock.
-      const found = await matches(conn, storage, cache, match, await listCommittedFiles(storage, catalog, t.name, [p]), spool);
+      const found = await matches(conn, storage, cache, match, await listCommittedFiles(storage, catalog, t.name, [p]));
       if (options.dryRun) {
         for (const n of found.values()) result.rows[t.name] = (result.rows[t.name] ?? 0) + n;
       } else if (found.size > 0) {
@@ -124,7 +123,7 @@ export async function deleteUsers(storage: Storage, catalog: Catalog, options: D
           // Listed under the guard: no file lands here until the swap.
           if (part === undefined) return;
           const files = await listCommittedFiles(storage, catalog, t.name, [part]);
-          const hits = await matches(conn, storage, cache, match, files, spool);
+          const hits = await matches(conn, storage, cache, match, files);
           if (hits.size === 0) return;
           const foreign = files.some((f) => isForeignDataFile(baseName(f.key)));
           const sidecar = foreign ? await readGenerationRanges(storage, part.location) : [];
@@ -176,13 +175,12 @@ function matchSql(t: TableDef, userIds: string[], anonymousIds: string[]): strin
  * id columns' chunks are fetched (column-copies.ts): most files hold none of the ids, and only those
  * that do are fetched whole, to be rewritten.
  */
-async function matches(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], storage: Storage, cache: FileCache, match: string, files: CommittedFile[], scratch: string): Promise<Map<string, number>> {
+async function matches(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], storage: Storage, cache: FileCache, match: string, files: CommittedFile[]): Promise<Map<string, number>> {
   const hits = new Map<string, number>();
   if (files.length === 0) return hits;
   const lease = cache.lease();
-  const copiesDir = path.join(scratch, `ids-${randomBytes(4).toString('hex')}`);
   try {
-    const paths = await columnPaths(storage, lease, files, ID_COLUMNS, copiesDir);
+    const paths = await columnPaths(storage, lease, files, ID_COLUMNS);
     const byPath = new Map(paths.map((p, i) => [p, files[i]!.key]));
     const r = await conn.runAndReadAll(
       `SELECT filename, count(*)::BIGINT FROM read_parquet([${paths.map(sqlString).join(', ')}], filename=true, hive_partitioning=false, union_by_name=true) WHERE ${match} GROUP BY 1`,
@@ -190,7 +188,6 @@ async function matches(conn: Awaited<ReturnType<typeof openDuckDB>>['conn'], sto
     for (const [file, n] of r.getRows() as Array<[string, bigint]>) hits.set(byPath.get(file) ?? file, Number(n));
   } finally {
     lease.release();
-    await fsp.rm(copiesDir, { recursive: true, force: true });
   }
   return hits;
 }

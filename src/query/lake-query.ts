@@ -1,13 +1,12 @@
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import { randomBytes } from 'node:crypto';
-import { promises as fsp, rmSync } from 'node:fs';
-import * as os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Catalog, TableDef } from '../catalog/catalog.ts';
 import { listCommittedFiles } from '../catalog/files.ts';
 import { QueryError } from '../errors.ts';
-import { FileCache, type CacheLease, type CachedObject } from '../storage/file-cache.ts';
+import { FileCache, type CacheLease } from '../storage/file-cache.ts';
+import { statementReads } from './statement-reads.ts';
 import { columnPaths } from '../writer/column-copies.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { Storage } from '../storage/storage.ts';
@@ -41,19 +40,19 @@ export interface LakeQueryOptions {
   cache?: FileCache;
   /**
    * Read only these columns of committed files (partition columns come from paths): the views expose
-   * only them, and on an object-store lake only their column chunks are fetched, into copies that
-   * live until close() (column-copies.ts), not whole files. For jobs that scan a few columns of a
-   * whole lake (verify reads message_id). Default: every column, whole files through the cache.
+   * only them, and on an object-store lake only their column chunks are fetched (column-copies.ts).
+   * For jobs that scan a few columns of a whole lake (verify reads message_id). Default: the columns
+   * each statement refers to (see projection).
    */
   columns?: readonly string[];
-}
-
-/** How a LakeQuery gets local paths of committed files, and which of their columns its views expose. */
-interface FileReader {
-  /** Local paths of `files`, holding at least the bytes of `fetch` (column names; undefined: whole files). */
-  paths(files: CachedObject[], fetch?: readonly string[]): Promise<string[]>;
-  /** undefined: every column. */
-  columns?: readonly string[];
+  /**
+   * On an object-store lake, fetch only the column chunks of the columns a statement refers to, as
+   * DuckDB's parser shows them (`*`, a row used as a value, PIVOT and the like take every column),
+   * into partial copies kept in the file cache; a table's views then expose only those columns (and
+   * are bound again with more when a later statement needs them). Default true; false fetches whole
+   * files. No effect on a local lake, read in place.
+   */
+  projection?: boolean;
 }
 
 const GLUE_TO_DUCK: Record<string, string> = { string: 'VARCHAR', timestamp: 'TIMESTAMP_MS', bigint: 'BIGINT', double: 'DOUBLE', boolean: 'BOOLEAN', date: 'DATE' };
@@ -69,8 +68,8 @@ const GLUE_TO_DUCK: Record<string, string> = { string: 'VARCHAR', timestamp: 'TI
  * PRAGMA, COPY) binds every table.
  */
 export class LakeQuery {
-  /** Tables whose views read their files (the others are empty placeholders). */
-  private readonly bound = new Set<string>();
+  /** Tables whose views read their files (the others are empty placeholders), with the columns they expose (null: all). */
+  private readonly bound = new Map<string, ReadonlySet<string> | null>();
   /** Live spools are read the tolerant way (spoolSelectSql): one of them holds an event that repeats a key. */
   private tolerantLive = false;
   /** SQL of the registered views, to follow a view to the tables it reads. */
@@ -85,9 +84,10 @@ export class LakeQuery {
     readonly views: { name: string; error?: string }[],
     /** Holds the cached copies the views read until close(). */
     private readonly lease: CacheLease,
-    private readonly reader: FileReader,
-    /** Directory of column copies (removed at close), if any were made. */
-    private readonly copiesDir: string | null,
+    /** The columns every view exposes (LakeQueryOptions.columns), or null. */
+    private readonly fixedColumns: ReadonlySet<string> | null,
+    /** Views expose only the columns a statement refers to (the lake is read through copies). */
+    private readonly narrow: boolean,
     private readonly storage: Storage,
     private readonly catalog: Catalog,
     private readonly spools: LiveSpool[],
@@ -111,16 +111,9 @@ export class LakeQuery {
       }
       tables.sort((a, b) => (a.name < b.name ? -1 : 1));
       for (const t of tables) await conn.run(`CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${emptySelectSql(t)}`);
-      const columns = options.columns;
-      const copiesDir = columns === undefined ? null : path.join(os.tmpdir(), `tributary-columns-${process.pid}-${randomBytes(6).toString('hex')}`);
-      const reader: FileReader =
-        columns === undefined
-          ? { paths: (files) => lease.paths(files) }
-          : {
-              columns,
-              paths: (files, fetch = columns) => columnPaths(storage, lease, files, fetch, copiesDir!),
-            };
-      const q = new LakeQuery(instance, conn, tables, [], lease, reader, copiesDir, storage, catalog, spools);
+      const fixed = options.columns === undefined ? null : new Set(options.columns);
+      const narrow = options.projection !== false && storage.localPath('probe') === undefined;
+      const q = new LakeQuery(instance, conn, tables, [], lease, fixed, narrow, storage, catalog, spools);
       await q.loadViews([...(options.builtinViews === false ? [] : [BUILTIN_VIEWS_DIR]), ...(options.viewDirs ?? [])]);
       return q;
     } catch (err) {
@@ -167,21 +160,24 @@ export class LakeQuery {
 
   /** Runs one SQL statement. */
   async query(sql: string): Promise<QueryResult> {
-    const names = await this.referencedTables(sql);
-    await this.bind(names);
+    const { tables: names, columns: refs } = await this.reads(sql);
+    await this.bind(names, refs);
     let reader;
-    try {
-      reader = await this.conn.runAndReadAll(sql);
-    } catch (err) {
-      if (!isRepeatedKeyError(err) || this.tolerantLive || this.spools.length === 0) throw this.explain(err);
-      // A live event repeats a key: read the live spools the tolerant way (as their file will be written) and run again.
-      this.tolerantLive = true;
-      for (const sp of this.spools) this.bound.delete(sp.table);
-      await this.bind(names);
+    for (let round = 0; ; round++) {
       try {
         reader = await this.conn.runAndReadAll(sql);
-      } catch (again) {
-        throw this.explain(again);
+        break;
+      } catch (err) {
+        if (round > 0) throw this.explain(err);
+        if (isRepeatedKeyError(err) && !this.tolerantLive && this.spools.length > 0) {
+          // A live event repeats a key: read the live spools the tolerant way (as their file will be written) and run again.
+          this.tolerantLive = true;
+          for (const sp of this.spools) this.bound.delete(sp.table);
+          await this.bind(names, refs);
+        } else if (this.missedColumn(err, names)) {
+          // The statement reads a column its parse tree did not show: bind its tables whole and run again.
+          await this.bind(names, null);
+        } else throw this.explain(err);
       }
     }
     const columns = reader.columnNames();
@@ -190,22 +186,44 @@ export class LakeQuery {
     return { columns, types, rows };
   }
 
-  /** Points the views of `names` at their committed files (and live spools). */
-  private async bind(names: string[]): Promise<void> {
-    const todo = this.tables.filter((t) => names.includes(t.name) && !this.bound.has(t.name));
-    if (todo.length === 0) return;
-    for (const t of todo) {
-      await this.conn.run(await tableViewSql(this.conn, this.storage, this.catalog, t, this.reader, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
-      this.bound.add(t.name);
+  /**
+   * Points the views of `names` at their committed files (and live spools), exposing at least the
+   * table's columns among `columns` (null: all of them); a table bound before with fewer is bound again
+   * with both. Only where the lake is read through copies (object storage) or the LakeQuery reads
+   * fixed columns are views narrowed: on a local lake DuckDB reads only what a query needs anyway.
+   */
+  private async bind(names: string[], columns: Set<string> | null): Promise<void> {
+    let changed = false;
+    for (const t of this.tables.filter((x) => names.includes(x.name))) {
+      const want = this.fixedColumns ?? (this.narrow ? columns : null);
+      const have = this.bound.get(t.name);
+      if (have !== undefined && (have === null || (want !== null && [...want].every((c) => have.has(c))))) continue;
+      const only = want === null || have === null ? null : new Set([...(have ?? []), ...want]);
+      await this.conn.run(await tableViewSql(this.conn, this.storage, this.catalog, t, this.lease, only, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
+      this.bound.set(t.name, only);
+      changed = true;
     }
-    await this.registerViews();
+    if (changed) await this.registerViews();
   }
 
-  /** Lake tables `sql` reads, through views too; every table when the parser cannot tell. */
-  private async referencedTables(sql: string): Promise<string[]> {
-    const all = this.tables.map((t) => t.name);
-    const byLower = new Map(all.map((n) => [n.toLowerCase(), n]));
-    const out = new Set<string>();
+  /** True when `err` is a binder's "no such column" for a column of one of `names` that its view leaves out. */
+  private missedColumn(err: unknown, names: string[]): boolean {
+    const m = /column named "([^"]+)"|column "([^"]+)" not found/i.exec((err as Error).message ?? '');
+    const col = (m?.[1] ?? m?.[2])?.toLowerCase();
+    if (col === undefined || this.fixedColumns !== null) return false;
+    return this.tables.some((t) => names.includes(t.name) && this.bound.get(t.name) != null && t.columns.some((c) => c.name.toLowerCase() === col));
+  }
+
+  /**
+   * Lake tables `sql` reads, through views too, and the columns it refers to (null: every column);
+   * every table and column when the parser cannot tell (DDL, PRAGMA, COPY, PIVOT statements).
+   */
+  private async reads(sql: string): Promise<{ tables: string[]; columns: Set<string> | null }> {
+    const all = { tables: this.tables.map((t) => t.name), columns: null };
+    const byLower = new Map(all.tables.map((n) => [n.toLowerCase(), n]));
+    const tables = new Set<string>();
+    const columns = new Set<string>();
+    let allColumns = false;
     const seen = new Set<string>();
     const visit = async (text: string): Promise<boolean> => {
       let parsed: unknown;
@@ -216,18 +234,12 @@ export class LakeQuery {
         return false;
       }
       if ((parsed as { error?: boolean }).error !== false) return false;
-      const names: string[] = [];
-      const walk = (v: unknown): void => {
-        if (Array.isArray(v)) v.forEach(walk);
-        else if (v !== null && typeof v === 'object') {
-          const o = v as Record<string, unknown>;
-          if (o.type === 'BASE_TABLE' && typeof o.table_name === 'string') names.push(o.table_name.toLowerCase());
-          Object.values(o).forEach(walk);
-        }
-      };
-      walk(parsed);
-      for (const n of names) {
-        if (byLower.has(n)) out.add(byLower.get(n)!);
+      const r = statementReads(parsed);
+      r.columns.forEach((c) => columns.add(c));
+      // A star over a view reads what the view's body names (walked below); over a table, every column.
+      allColumns ||= r.allColumns || r.starred.some((n) => byLower.has(n) && !this.viewBodies.has(n));
+      for (const n of r.relations) {
+        if (byLower.has(n)) tables.add(byLower.get(n)!);
         const body = this.viewBodies.get(n);
         if (body !== undefined && !seen.has(n)) {
           seen.add(n);
@@ -236,7 +248,8 @@ export class LakeQuery {
       }
       return true;
     };
-    return (await visit(sql)) ? [...out] : all;
+    if (!(await visit(sql))) return all;
+    return { tables: [...tables], columns: allColumns ? null : columns };
   }
 
   private explain(err: unknown): QueryError {
@@ -261,13 +274,12 @@ export class LakeQuery {
     this.conn.closeSync();
     this.instance.closeSync();
     this.lease.release();
-    if (this.copiesDir !== null) rmSync(this.copiesDir, { recursive: true, force: true });
   }
 }
 
-/** The CREATE VIEW statement for a table over its committed files (and its live spools, if any). */
-async function tableViewSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, reader: FileReader, live: LiveSpool[] = [], tolerant = false): Promise<string> {
-  const committed = await committedSelectSql(conn, storage, catalog, t, reader);
+/** The CREATE VIEW statement for a table over its committed files (and its live spools, if any), exposing `only` of its columns (null: all) and its partition columns. */
+async function tableViewSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease, only: ReadonlySet<string> | null, live: LiveSpool[] = [], tolerant = false): Promise<string> {
+  const committed = await committedSelectSql(conn, storage, catalog, t, lease, only);
   if (live.length === 0) return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${committed}`;
   // Live rows: the spools read as the writer will write them, partition columns computed as the router does.
   const extra = t.partitionKeys
@@ -275,14 +287,27 @@ async function tableViewSql(conn: DuckDBConnection, storage: Storage, catalog: C
     .map((k) => (k.name === 'dt' ? `CAST(epoch_ms(r) AS DATE) AS "dt"` : `strftime(epoch_ms(r), '%H') AS "hour"`));
   const type = live[0]!.type;
   const all = [...builtinColumnsFor(type), ...tablePromoted(t).map(promotedColumnDef)];
-  const liveSql = spoolSelectSql(live.flatMap((l) => l.paths), reader.columns === undefined ? all : all.filter((c) => reader.columns!.includes(c.name)), extra, tolerant);
+  const liveSql = spoolSelectSql(live.flatMap((l) => l.paths), only === null ? all : all.filter((c) => exposed(t, only).includes(c.name)), extra, tolerant);
   return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS (${committed}) UNION ALL BY NAME (${liveSql})`;
 }
 
-/** SELECT over a table's committed files (an empty, typed SELECT when it has none). */
-async function committedSelectSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, reader: FileReader): Promise<string> {
-  const only = reader.columns === undefined ? undefined : new Set(reader.columns);
-  const promoted = tablePromoted(t).filter((p) => only === undefined || only.has(p.name));
+/**
+ * The data columns of `t` a view exposing `only` has: those among `only` (in the table's order), or
+ * the first column where none is (a view needs one, and partition columns may be none).
+ */
+function exposed(t: TableDef, only: ReadonlySet<string>): string[] {
+  const cols = t.columns.filter((c) => only.has(c.name.toLowerCase())).map((c) => c.name);
+  return cols.length > 0 || t.partitionKeys.length > 0 ? cols : t.columns.slice(0, 1).map((c) => c.name);
+}
+
+/**
+ * SELECT over a table's committed files (an empty, typed SELECT when it has none), with `only` of its
+ * data columns (null: all): on an object-store lake only their column chunks are fetched (partial
+ * copies in the file cache), so no other column may be read, and the SELECT has no other.
+ */
+async function committedSelectSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease, only: ReadonlySet<string> | null): Promise<string> {
+  const cols = only === null ? null : exposed(t, only);
+  const promoted = tablePromoted(t).filter((p) => cols === null || cols.includes(p.name));
   const files = await listCommittedFiles(storage, catalog, t.name);
   if (files.length === 0) {
     const missing = promoted.filter((p) => !t.columns.some((c) => c.name === p.name));
@@ -290,13 +315,14 @@ async function committedSelectSql(conn: DuckDBConnection, storage: Storage, cata
     const nulls = missing.map((p) => `CAST(NULL AS ${PROMOTED_DUCK_TYPE[p.type]}) AS ${sqlIdent(p.name)}`).join(', ');
     return `(${emptySelectSql(t)}) UNION ALL BY NAME (SELECT ${nulls} WHERE false)`;
   }
-  // A promoted column that older files lack is taken from its JSON column: those bytes are needed too.
-  const fetch = only === undefined ? undefined : [...only, ...promoted.map((p) => p.from)];
-  const select = await filledSelectSql(conn, promoted, await reader.paths(files, fetch), (ps) => readParquetSql(t, ps));
-  if (only === undefined) return select;
-  // Only the columns read (column copies hold no others' bytes), and the partition columns.
-  const keep = [...t.columns.filter((c) => only.has(c.name)), ...t.partitionKeys].map((c) => sqlIdent(c.name));
-  return `SELECT ${keep.join(', ')} FROM (${select})`;
+  // A promoted column that a file lacks (written before it) is taken from its JSON column: that file's JSON bytes are needed too.
+  const paths =
+    cols === null
+      ? await lease.paths(files)
+      : await columnPaths(storage, lease, files, (has) => [...cols, ...promoted.filter((p) => !has.includes(p.name)).map((p) => p.from)]);
+  const select = await filledSelectSql(conn, promoted, paths, (ps) => readParquetSql(t, ps));
+  if (cols === null) return select;
+  return `SELECT ${[...cols, ...t.partitionKeys.map((k) => k.name)].map(sqlIdent).join(', ')} FROM (${select})`;
 }
 
 /** SELECT over the given local copies of a table's files, Hive partition columns decoded from their paths. */

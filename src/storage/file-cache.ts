@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp, rmSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { badOption, StorageError } from '../errors.ts';
@@ -15,6 +16,10 @@ const LEASES_DIR = '.leases';
 /** A temporary download older than this is a leftover of a killed process. */
 const STALE_TMP_MS = 3_600_000;
 const FETCH_ATTEMPTS = 3;
+/** Suffix of a partial copy's sidecar. */
+const PARTS_SUFFIX = '.parts';
+/** Range reads up to this size are kept while a partial copy is made (an index read, then written). */
+const KEEP_READS_UPTO = 1024 * 1024;
 
 export interface FileCacheOptions {
   /** Directory of the copies; default defaultCacheDir(env). */
@@ -41,6 +46,22 @@ export interface CacheStats {
 
 /** An object to read through the cache: its key and, from the listing, its size and version. */
 export type CachedObject = Pick<ObjectInfo, 'key' | 'size'> & Partial<Pick<ObjectInfo, 'etag' | 'mtimeMs'>>;
+
+/** Reads bytes [start, end) of an object: from a partial copy already held where it can, else from storage. */
+export type RangeReader = (start: number, end: number) => Promise<Buffer>;
+
+/**
+ * What a partial copy of an object must hold, decided from the object's own bytes (its index, read
+ * through `read`): named parts (a copy holding a superset of the names is used as it is) and the byte
+ * ranges of any set of names; null where the whole object is needed (or costs no more).
+ */
+export type PartialPlanner = (o: CachedObject, read: RangeReader) => Promise<{ names: string[]; ranges(names: string[]): Array<[number, number]> | null } | null>;
+
+/** A partial copy's sidecar (`<copy>.parts`): the parts it holds and their byte ranges. Written before the copy, never changed. */
+interface PartsFile {
+  names: string[];
+  ranges: Array<[number, number]>;
+}
 
 /**
  * `$TRIBUTARY_CACHE`, else the OS cache directory (`$XDG_CACHE_HOME/tributary` or
@@ -79,6 +100,11 @@ const openLeases = new Set<string>();
  *   original key path. Eviction never removes a copy that has such a link (its link count is above
  *   one), so a running query — in this process or another — never loses a file; a lease left behind
  *   by a killed process is removed by the next eviction.
+ * - Partial copies (partialPaths) hold only some byte ranges of an object (some Parquet columns) in a
+ *   sparse file of the object's size, with a sidecar naming what they hold. They never change once
+ *   written: a copy that must hold more is made anew (reusing the older one's bytes) under the name of
+ *   its new set of parts, and the older one is removed like a stale copy. They count for the blocks
+ *   they use, not their size.
  * - Objects of a storage that DuckDB can read in place (a local directory) are used where they are.
  */
 export class FileCache {
@@ -123,6 +149,39 @@ export class FileCache {
     return `${local.slice(0, local.length - ext.length)}.v${tag}${ext}`;
   }
 
+  /** The path of a partial copy of `o` (at its listed version) holding the parts `names` (sorted). */
+  partialPath(o: CachedObject, names: readonly string[]): string {
+    const whole = this.entryPath(o);
+    const ext = path.extname(whole);
+    const tag = createHash('sha256').update(JSON.stringify(names)).digest('hex').slice(0, 16);
+    return `${whole.slice(0, whole.length - ext.length)}.p${tag}${ext}`;
+  }
+
+  /** Partial copies of `o` at its listed version, with what they hold (those whose sidecar is missing or unreadable left out). */
+  async partials(o: CachedObject): Promise<Array<{ path: string } & PartsFile>> {
+    const whole = this.entryPath(o);
+    const ext = path.extname(whole);
+    const stem = path.basename(whole).slice(0, path.basename(whole).length - ext.length);
+    const same = new RegExp(`^${escapeRegExp(stem)}\\.p[0-9a-f]{16}${escapeRegExp(ext)}$`);
+    let names: string[];
+    try {
+      names = await fsp.readdir(path.dirname(whole));
+    } catch {
+      return [];
+    }
+    const out: Array<{ path: string } & PartsFile> = [];
+    for (const n of names.filter((x) => same.test(x))) {
+      const p = path.join(path.dirname(whole), n);
+      try {
+        const parts = JSON.parse(await fsp.readFile(`${p}${PARTS_SUFFIX}`, 'utf8')) as PartsFile;
+        if (Array.isArray(parts.names) && Array.isArray(parts.ranges)) out.push({ path: p, ...parts });
+      } catch {
+        // no sidecar (being written, or evicted): not usable
+      }
+    }
+    return out;
+  }
+
   /** `root/<key>`, refusing keys that would leave `root`. */
   keyPath(root: string, key: string): string {
     const local = path.resolve(root, ...key.split('/'));
@@ -153,13 +212,14 @@ export class FileCache {
     const limit = this.maxBytes - neededBytes;
     const removed = { files: 0, bytes: 0 };
     if (total <= limit) return removed;
-    const candidates = entries.filter((e) => e.nlink <= 1 && !e.tmp).sort((a, b) => a.mtimeMs - b.mtimeMs);
+    const candidates = entries.filter((e) => e.nlink <= 1 && !e.tmp && !e.path.endsWith(PARTS_SUFFIX)).sort((a, b) => a.mtimeMs - b.mtimeMs);
     for (const e of candidates) {
       if (total <= limit) break;
       try {
         // Re-checked right before: a lease may have linked it since the scan.
         if ((await fsp.stat(e.path)).nlink > 1) continue;
         await fsp.unlink(e.path);
+        await fsp.rm(`${e.path}${PARTS_SUFFIX}`, { force: true }); // a partial copy's sidecar goes with it
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`cannot evict ${e.path} from the cache: ${(err as Error).message}`, { cause: err });
       }
@@ -211,11 +271,15 @@ export class FileCache {
         try {
           const st = await fsp.stat(p);
           const tmp = n.name.endsWith('.tmp');
-          if (tmp && now - st.mtimeMs > STALE_TMP_MS) {
+          // A sidecar whose copy is gone (its copy is renamed in after it, so give it time).
+          const orphan = n.name.endsWith(PARTS_SUFFIX) && !names.some((m) => m.name === n.name.slice(0, -PARTS_SUFFIX.length));
+          if ((tmp || orphan) && now - st.mtimeMs > STALE_TMP_MS) {
             await fsp.rm(p, { force: true });
             continue;
           }
-          out.push({ path: p, size: st.size, mtimeMs: st.mtimeMs, nlink: st.nlink, tmp });
+          // Partial copies are sparse: what they cost is the blocks they use.
+          const size = st.blocks > 0 ? Math.min(st.size, st.blocks * 512) : st.size;
+          out.push({ path: p, size, mtimeMs: st.mtimeMs, nlink: st.nlink, tmp });
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         }
@@ -242,13 +306,16 @@ export class FileCache {
     }
   }
 
-  /** Removes copies of other versions of `o` beside `current` that no lease holds. */
+  /**
+   * Removes the other copies of `o` beside `current` that no lease holds: of other versions, and the
+   * partial copies of its version (a whole copy, or a partial copy holding all they held, replaces them).
+   */
   async removeStale(o: CachedObject, current: string): Promise<void> {
     const local = this.keyPath(this.base, o.key);
     const ext = path.extname(local);
     const stem = path.basename(local).slice(0, path.basename(local).length - ext.length);
     const dir = path.dirname(current);
-    const same = new RegExp(`^${escapeRegExp(stem)}\\.v[0-9a-f]{16}${escapeRegExp(ext)}$`);
+    const same = new RegExp(`^${escapeRegExp(stem)}\\.v[0-9a-f]{16}(\\.p[0-9a-f]{16})?${escapeRegExp(ext)}$`);
     let names: string[];
     try {
       names = await fsp.readdir(dir);
@@ -261,6 +328,7 @@ export class FileCache {
       try {
         if ((await fsp.stat(p)).nlink > 1) continue; // a running query reads it; eviction takes it later
         await fsp.unlink(p);
+        await fsp.rm(`${p}${PARTS_SUFFIX}`, { force: true });
         this.stats.staleRemoved++;
       } catch {
         // gone already
@@ -306,8 +374,7 @@ export class CacheLease {
       if (await this.link(this.cache.entryPath(o), use)) {
         out[i] = use;
         this.cache.stats.hits++;
-        const now = new Date();
-        await fsp.utimes(use, now, now).catch(() => undefined); // recency for LRU (the link shares the inode)
+        await this.touch(use);
       } else {
         misses.push(i);
       }
@@ -319,6 +386,99 @@ export class CacheLease {
       });
     }
     return out;
+  }
+
+  /**
+   * Local paths holding at least what `plan` asks of each object, in order, linked into the lease:
+   * a whole copy if the cache has one; else a partial copy holding the parts asked for (made, or
+   * made anew with more parts, from range reads, reusing the bytes of the partial copies the cache
+   * already has); or a whole copy fetched where the plan says so. Only the bytes the asked ranges
+   * hold may be read from a partial copy: the others read as zeros.
+   */
+  async partialPaths(objects: CachedObject[], plan: PartialPlanner, concurrency = 8): Promise<string[]> {
+    if (this.released) throw new StorageError('the cache lease was already released');
+    const out: string[] = new Array(objects.length);
+    const whole: number[] = [];
+    await pool(objects.map((_, i) => i), concurrency, async (i) => {
+      const o = objects[i]!;
+      const direct = this.storage.localPath(o.key);
+      if (direct !== undefined) out[i] = direct;
+      else if (await this.link(this.cache.entryPath(o), this.usePath(o.key))) {
+        out[i] = this.usePath(o.key);
+        this.cache.stats.hits++;
+        await this.touch(out[i]!);
+      } else {
+        const p = await this.partial(o, plan);
+        if (p === null) whole.push(i);
+        else out[i] = p;
+      }
+    });
+    if (whole.length > 0) {
+      const paths = await this.paths(whole.map((i) => objects[i]!), concurrency);
+      whole.forEach((i, j) => (out[i] = paths[j]!));
+    }
+    return out;
+  }
+
+  /** A partial copy of `o` as `plan` asks, linked into the lease; null where the plan wants the whole object. */
+  private async partial(o: CachedObject, plan: PartialPlanner): Promise<string | null> {
+    const use = this.usePath(o.key);
+    for (let round = 0; ; round++) {
+      const have = await this.cache.partials(o);
+      const read = rangeReader(this.storage, o, have, this.cache.stats);
+      const want = await plan(o, read);
+      if (want === null) return null;
+      const fits = have.find((h) => want.names.every((n) => h.names.includes(n)));
+      if (fits !== undefined) {
+        if (await this.link(fits.path, use)) {
+          this.cache.stats.hits++;
+          await this.touch(use, `${fits.path}${PARTS_SUFFIX}`);
+          return use;
+        }
+        continue; // evicted meanwhile: look again
+      }
+      // One copy holding what every copy held and what is asked: the older ones are removed after.
+      const names = [...new Set([...want.names, ...have.flatMap((h) => h.names)])].sort();
+      const ranges = want.ranges(names);
+      if (ranges === null) return null;
+      const copy = this.cache.partialPath(o, names);
+      const tmp = `${copy}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+      await this.cache.evict(ranges.reduce((a, [st, e]) => a + e - st, 0));
+      await fsp.mkdir(path.dirname(copy), { recursive: true });
+      let fh: FileHandle | undefined;
+      try {
+        fh = await fsp.open(tmp, 'w');
+        await fh.truncate(o.size);
+        for (const [start, end] of ranges) {
+          const b = await read(start, end);
+          await fh.write(b, 0, b.length, start);
+        }
+        await fh.close();
+        fh = undefined;
+        // The sidecar first: a copy without one is never used, and both never change once there.
+        const parts: PartsFile = { names, ranges };
+        await fsp.writeFile(`${tmp}${PARTS_SUFFIX}`, JSON.stringify(parts));
+        await fsp.rename(`${tmp}${PARTS_SUFFIX}`, `${copy}${PARTS_SUFFIX}`);
+        await fsp.rename(tmp, copy);
+      } catch (err) {
+        await fh?.close().catch(() => undefined);
+        await fsp.rm(tmp, { force: true });
+        await fsp.rm(`${tmp}${PARTS_SUFFIX}`, { force: true });
+        throw err instanceof StorageError ? err : new StorageError(`cannot write the partial copy ${copy}: ${(err as Error).message}`, { cause: err });
+      }
+      this.cache.stats.misses++;
+      if (await this.link(copy, use)) {
+        await this.cache.removeStale(o, copy); // after the link: this lease may have held an older one
+        return use;
+      }
+      if (round >= 1) throw new StorageError(`${copy} was evicted from the cache as soon as it was made; is the cache size cap (${this.cache.maxBytes} bytes) too small?`, { retriable: true });
+    }
+  }
+
+  /** Recency for LRU (a link shares its copy's inode). */
+  private async touch(...paths: string[]): Promise<void> {
+    const now = new Date();
+    for (const p of paths) await fsp.utimes(p, now, now).catch(() => undefined);
   }
 
   /** Removes the lease's links (the copies stay in the cache). */
@@ -376,8 +536,10 @@ export class CacheLease {
       await fsp.rename(tmp, entry);
       this.cache.stats.misses++;
       this.cache.stats.bytesFetched += got.size;
-      await this.cache.removeStale(o, entry);
-      if (await this.link(entry, use)) return use;
+      if (await this.link(entry, use)) {
+        await this.cache.removeStale(o, entry); // after the link: this lease may have held a partial copy
+        return use;
+      }
       // Evicted by another process between the rename and the link: fetch again (once more at most).
       if (round >= 1) throw new StorageError(`${entry} was evicted from the cache as soon as it was fetched; is the cache size cap (${this.cache.maxBytes} bytes) too small?`, { retriable: true });
     }
@@ -396,6 +558,46 @@ export class CacheLease {
       }
     }
   }
+}
+
+/**
+ * Reads ranges of `o`: from a partial copy that holds the whole range (local disk), else by a range
+ * read of the storage (counted in `stats`). Partial copies hold the listed version, as range reads do.
+ * Small reads are kept: the planner's read of an index is read again when the copy is written.
+ */
+function rangeReader(storage: Storage, o: CachedObject, have: ReadonlyArray<{ path: string } & PartsFile>, stats: CacheStats): RangeReader {
+  const kept: Array<{ start: number; b: Buffer }> = [];
+  const read = async (start: number, end: number): Promise<Buffer> => {
+    const k = kept.find((x) => x.start <= start && end <= x.start + x.b.length);
+    if (k !== undefined) return k.b.subarray(start - k.start, end - k.start);
+    const b = await readOnce(start, end);
+    if (b.length <= KEEP_READS_UPTO) kept.push({ start, b });
+    return b;
+  };
+  const readOnce = async (start: number, end: number): Promise<Buffer> => {
+    const local = have.find((h) => h.ranges.some(([s, e]) => s <= start && end <= e));
+    if (local !== undefined) {
+      try {
+        const fh = await fsp.open(local.path, 'r');
+        try {
+          const b = Buffer.alloc(end - start);
+          const { bytesRead } = await fh.read(b, 0, b.length, start);
+          if (bytesRead === b.length) return b;
+        } finally {
+          await fh.close();
+        }
+      } catch {
+        // evicted meanwhile: read it from storage
+      }
+    }
+    const b = await storage.getRange(o.key, start, end - start);
+    if (b === undefined || b.length !== end - start) {
+      throw new StorageError(`${storage.root}/${o.key} changed or disappeared while parts of it were being read (range ${start}-${end} of ${o.size} bytes listed)`, { retriable: true });
+    }
+    stats.bytesFetched += b.length;
+    return b;
+  };
+  return read;
 }
 
 async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -1,81 +1,71 @@
-import { closeSync, mkdirSync, openSync, ftruncateSync, writeSync } from 'node:fs';
-import * as path from 'node:path';
+import { parquetMetadataAsync } from 'hyparquet';
 import { StorageError } from '../errors.ts';
 import type { CacheLease, CachedObject } from '../storage/file-cache.ts';
 import type { Storage } from '../storage/storage.ts';
-import { parquetMetadata } from 'hyparquet';
-import { FOOTER_INITIAL_FETCH, readParquetMetadata } from './parquet-footer.ts';
+import { FOOTER_INITIAL_FETCH, type readParquetMetadata } from './parquet-footer.ts';
 
 /** Two ranges closer than this are fetched as one (a request costs more than this many bytes on S3). */
 const MERGE_GAP = 512 * 1024;
-const CONCURRENCY = 8;
 
 /**
- * Local copies of Parquet objects holding only some columns' bytes, for DuckDB, which cannot read S3
- * here: each copy is a sparse file of the object's size with, at their offsets, the magic, the
- * footer and, in each row group, the chunks of the named top-level columns with their bloom filters
- * and page indexes; every other byte reads as zero. A reader that reads only those columns (a view
- * that selects only them: DuckDB then reads only their chunks) gets exactly the object's values,
- * for a fraction of the bytes (measured: `message_id` is 2% of the S3 bench's tracks files).
- * Copies go under `dir`, at the objects' keys (Hive `k=v` paths stay readable). Returns, per object
- * in order, the copy, or undefined where the whole file is needed or costs no more (the columns are
- * over half of it).
+ * Which columns to read of a file, given the top-level columns its footer lists (a file written
+ * before a promoted column existed needs the JSON column it is filled from, the others do not).
  */
-export async function columnCopies(storage: Storage, objects: ReadonlyArray<{ key: string; size: number }>, columns: readonly string[], dir: string): Promise<Array<string | undefined>> {
-  const want = new Set(columns);
-  const out = new Array<string | undefined>(objects.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < objects.length) {
-      const i = next++;
-      const o = objects[i]!;
-      // The file's tail: the footer is parsed from it when it fits (ours do), and it is written to the copy as it is.
-      const tailStart = Math.max(0, o.size - FOOTER_INITIAL_FETCH);
-      const tail = await fetchRange(storage, o.key, tailStart, o.size);
-      const footerLength = tail.length >= 8 ? tail.readUInt32LE(tail.length - 8) : Infinity;
-      const meta = footerLength + 8 <= tail.length ? parquetMetadata(tail) : await readParquetMetadata(storage, o.key, o.size);
-      const ranges = chunkRanges(meta, want, o.size);
-      // The whole file is needed, or the columns are most of it: then a whole copy (cached) costs no more.
-      const toFetch = ranges?.flatMap(([st, e]): Array<[number, number]> => (st >= tailStart ? [] : [[st, Math.min(e, tailStart)]]));
-      if (toFetch === undefined || toFetch.reduce((a, [st, e]) => a + e - st, 0) + tail.length > o.size / 2) continue;
-      const local = path.join(dir, o.key);
-      mkdirSync(path.dirname(local), { recursive: true });
-      const fd = openSync(local, 'w');
-      try {
-        ftruncateSync(fd, o.size);
-        writeSync(fd, tail, 0, tail.length, tailStart);
-        for (const [start, end] of toFetch) {
-          const b = await fetchRange(storage, o.key, start, end);
-          writeSync(fd, b, 0, b.length, start);
-        }
-      } finally {
-        closeSync(fd);
-      }
-      out[i] = local;
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, objects.length) }, worker));
+export type ColumnChoice = readonly string[] | ((fileColumns: readonly string[]) => readonly string[]);
+
+/**
+ * Local paths of `files` holding at least the bytes of the chosen columns, in order, for DuckDB,
+ * which cannot read S3 here: files on local storage as they are; of remote ones, partial copies in
+ * the file cache (sparse files of the object's size holding, at their offsets, the magic, the footer
+ * and, in each row group, the chunks of those columns with their bloom filters and page indexes;
+ * every other byte reads as zero), or whole copies where the columns are over half the file. A
+ * reader that reads only those columns (a view that selects only them: DuckDB then reads only their
+ * chunks) gets exactly the object's values, for a fraction of the bytes (measured: `message_id` is
+ * 2% of the S3 bench's tracks files). The copies stay in the cache, for the next query, and grow
+ * when one needs more columns.
+ */
+export async function columnPaths(storage: Storage, lease: CacheLease, files: CachedObject[], columns: ColumnChoice): Promise<string[]> {
+  const choose = typeof columns === 'function' ? columns : () => columns;
+  return lease.partialPaths(files, async (o, read) => {
+    // The file's tail: the footer is parsed from it when it fits (ours do), and the copy holds it as it is.
+    if (o.size < 2 * FOOTER_INITIAL_FETCH) return null; // the tail alone would be half of it
+    const tailStart = Math.max(0, o.size - FOOTER_INITIAL_FETCH);
+    const tail = await read(tailStart, o.size);
+    const meta = await parquetMetadataAsync(
+      { byteLength: o.size, slice: async (s, e = o.size) => arrayBuffer(s >= tailStart ? tail.subarray(s - tailStart, e - tailStart) : await read(s, e)) },
+      { initialFetchSize: FOOTER_INITIAL_FETCH },
+    ).catch((err: unknown) => {
+      throw err instanceof StorageError ? err : new StorageError(`${storage.root}/${o.key} is not a readable Parquet file: ${(err as Error).message}`, { cause: err });
+    });
+    const names = [...new Set(choose(topLevelNames(meta.schema)))].sort();
+    return {
+      names,
+      ranges: (held) => {
+        const chunks = chunkRanges(meta, new Set(held), o.size);
+        if (chunks === null) return null;
+        const ranges = mergeRanges([...chunks, [tailStart, o.size]], 0);
+        // The columns are most of the file: a whole copy costs no more.
+        return ranges.reduce((a, [st, e]) => a + e - st, 0) > o.size / 2 ? null : ranges;
+      },
+    };
+  });
+}
+
+/** Names of the file's top-level columns (the root's children; nested fields skipped). */
+function topLevelNames(schema: ReadonlyArray<{ name: string; num_children?: number }>): string[] {
+  const out: string[] = [];
+  for (let j = 1; j < schema.length; j += subtreeSize(schema, j)) out.push(schema[j]!.name);
   return out;
 }
 
-async function fetchRange(storage: Storage, key: string, start: number, end: number): Promise<Buffer> {
-  const b = await storage.getRange(key, start, end - start);
-  if (b === undefined || b.length !== end - start) throw new StorageError(`${storage.root}/${key} changed while its columns were being read (range ${start}-${end})`, { retriable: true });
-  return b;
+function subtreeSize(schema: ReadonlyArray<{ num_children?: number }>, j: number): number {
+  let size = 1;
+  for (let c = 0, n = schema[j]!.num_children ?? 0; c < n; c++) size += subtreeSize(schema, j + size);
+  return size;
 }
 
-/**
- * Local paths of `files` holding at least the bytes of `columns`, in order: files on local storage
- * as they are, column copies of remote ones (under `dir`), and whole copies through `lease` where a
- * column copy would not do.
- */
-export async function columnPaths(storage: Storage, lease: CacheLease, files: CachedObject[], columns: readonly string[], dir: string): Promise<string[]> {
-  const remote = files.filter((f) => storage.localPath(f.key) === undefined);
-  const copies = await columnCopies(storage, remote, columns, dir);
-  const copyOf = new Map(remote.map((f, i) => [f.key, copies[i]]));
-  const whole = files.filter((f) => copyOf.get(f.key) === undefined);
-  const wholeOf = new Map((await lease.paths(whole)).map((p, i) => [whole[i]!.key, p]));
-  return files.map((f) => copyOf.get(f.key) ?? wholeOf.get(f.key)!);
+function arrayBuffer(b: Buffer): ArrayBuffer {
+  return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
 }
 
 /** The byte ranges [start, end) of a copy holding `columns`, merged and sorted; null when a needed range's length is unknown. */
@@ -109,15 +99,20 @@ export function chunkRanges(
       }
     }
   }
-  ranges.sort((a, b) => a[0] - b[0]);
-  const merged: Array<[number, number]> = [];
-  for (const [s, e] of ranges) {
-    const last = merged.at(-1);
-    if (last !== undefined && s <= last[1] + MERGE_GAP) last[1] = Math.max(last[1], e);
-    else merged.push([s, e]);
-  }
+  const merged = mergeRanges(ranges, MERGE_GAP);
   for (const [s, e] of merged) {
     if (s < 0 || e > size || s >= e) return null; // offsets that do not fit the file: read it whole
+  }
+  return merged;
+}
+
+/** `ranges` sorted, with those less than `gap` apart joined. */
+function mergeRanges(ranges: Array<[number, number]>, gap: number): Array<[number, number]> {
+  const merged: Array<[number, number]> = [];
+  for (const [s, e] of [...ranges].sort((a, b) => a[0] - b[0])) {
+    const last = merged.at(-1);
+    if (last !== undefined && s <= last[1] + gap) last[1] = Math.max(last[1], e);
+    else merged.push([s, e]);
   }
   return merged;
 }

@@ -17,6 +17,7 @@ import { FileSource } from '../../src/source/file-source.ts';
 import { S3Storage } from '../../src/storage/s3-storage.ts';
 import { verifyLake } from '../../src/verify/verify.ts';
 import { LakeQuery } from '../../src/query/lake-query.ts';
+import { FileCache } from '../../src/storage/file-cache.ts';
 import { chunkRanges } from '../../src/writer/column-copies.ts';
 import { readParquetFooter, readParquetMetadata } from '../../src/writer/parquet-footer.ts';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
@@ -85,9 +86,9 @@ test('verify over an S3 lake fetches the message_id chunks, not the files, and c
 
 test('LakeQuery with columns: the same answers from column copies as from whole files; other columns are not there to read', async () => {
   const sql = 'SELECT event, experiment_name, count(*) AS n, count(DISTINCT message_id) AS d FROM tracks GROUP BY ALL ORDER BY ALL';
-  const whole = await LakeQuery.open(storage, new EmbeddedCatalog(storage), { builtinViews: false });
+  const whole = await LakeQuery.open(storage, new EmbeddedCatalog(storage), { builtinViews: false, projection: false, cache: new FileCache(storage, { dir: `${dir}/cache-whole` }) });
   const counted = countingParquetReads(storage);
-  const some = await LakeQuery.open(counted, new EmbeddedCatalog(counted), { builtinViews: false, columns: ['event', 'experiment_name', 'message_id'] });
+  const some = await LakeQuery.open(counted, new EmbeddedCatalog(counted), { builtinViews: false, columns: ['event', 'experiment_name', 'message_id'], cache: new FileCache(counted, { dir: `${dir}/cache-some` }) });
   try {
     const want = await whole.query(sql);
     assert.ok(want.rows.length > 3);

@@ -1,0 +1,163 @@
+/**
+ * Queries over an S3 lake (s3rver) fetch only the column chunks of the columns a statement refers
+ * to, into partial copies kept in the file cache: the same answers as whole files (and as the raw
+ * input), a fraction of the bytes, grown when a later statement needs more columns, reused by the
+ * next query, counted by the blocks they use.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { EmbeddedCatalog } from '../../src/catalog/embedded-catalog.ts';
+import { listCommittedFiles } from '../../src/catalog/files.ts';
+import { Ingestor } from '../../src/ingest/ingestor.ts';
+import { LakeQuery } from '../../src/query/lake-query.ts';
+import { sampleLines } from '../../src/sample/generate.ts';
+import { FileSource } from '../../src/source/file-source.ts';
+import { FileCache } from '../../src/storage/file-cache.ts';
+import { S3Storage } from '../../src/storage/s3-storage.ts';
+import type { Storage } from '../../src/storage/storage.ts';
+import { countingParquetReads } from '../support/counting-storage.ts';
+import { oracleEvents } from '../support/ground-truth.ts';
+import { localS3Client, rerunWithOpenSslLegacyProviderIfNeeded, startS3rver } from '../support/s3rver.ts';
+
+rerunWithOpenSslLegacyProviderIfNeeded();
+
+let dir: string;
+let storage: S3Storage;
+let lines: string[];
+let server: Awaited<ReturnType<typeof startS3rver>> | undefined;
+let client: ReturnType<typeof localS3Client> | undefined;
+after(async () => {
+  client?.destroy();
+  await server?.close();
+  if (dir !== undefined && process.env.KEEP_TMP !== '1') rmSync(dir, { recursive: true, force: true });
+});
+
+before(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'tributary-projection-'));
+  server = await startS3rver();
+  client = localS3Client(server.endpoint);
+  await client.send(new CreateBucketCommand({ Bucket: 'projection' }));
+  storage = new S3Storage({ bucket: 'projection', client, prefix: 'lake' });
+  lines = [...sampleLines({ count: 100_000, seed: 41, padToBytes: 1000, invalidRate: 0.01 })];
+  writeFileSync(`${dir}/in.ndjson`, lines.join('\n') + '\n');
+  await new Ingestor(storage, new EmbeddedCatalog(storage)).run(new FileSource([`${dir}/in.ndjson`]));
+});
+
+let caches = 0;
+const newCache = (s: Storage = storage, at = `${dir}/cache-${++caches}`) => new FileCache(s, { dir: at });
+const tracksFiles = async () => listCommittedFiles(storage, new EmbeddedCatalog(storage), 'tracks');
+
+/** Statements whose answers must not depend on which bytes were fetched. */
+const STATEMENTS = [
+  'SELECT event, count(*) AS n, count(DISTINCT anonymous_id) AS u FROM tracks GROUP BY 1 ORDER BY 1',
+  'SELECT * FROM experiment_results ORDER BY ALL',
+  'SELECT count(*), min(dt), max(dt) FROM tracks',
+  "SELECT sum(TRY_CAST(properties->>'$.revenue' AS DECIMAL(18, 2))) AS revenue FROM tracks",
+  'SELECT count(*) FROM identifies WHERE user_id IN (SELECT user_id FROM tracks)',
+  'SELECT t FROM tracks t ORDER BY t.message_id LIMIT 3',
+  'SELECT a, b FROM tracks AS x(a, b) ORDER BY a LIMIT 3',
+  'SELECT * FROM pages ORDER BY message_id LIMIT 3',
+  "SELECT COLUMNS('context_.*') FROM tracks ORDER BY ALL LIMIT 3",
+  'SELECT count(*) FROM tracks NATURAL JOIN pages',
+  'DESCRIBE tracks',
+];
+
+test('every statement answers as over whole files; a row used as a value, *, positional aliases and the like get every column', async () => {
+  const whole = await LakeQuery.open(storage, new EmbeddedCatalog(storage), { projection: false, cache: newCache() });
+  const counted = countingParquetReads(storage);
+  const some = await LakeQuery.open(counted, new EmbeddedCatalog(counted), { cache: newCache(counted) });
+  try {
+    for (const sql of STATEMENTS) assert.deepEqual(await some.query(sql), await whole.query(sql), sql);
+  } finally {
+    whole.close();
+    some.close();
+  }
+});
+
+test('the events per name equal the raw input\'s, from the event and anonymous_id chunks alone', async () => {
+  const want = new Map<string, { n: number; ids: Set<string> }>();
+  for (const l of lines) {
+    for (const { valid, event } of oracleEvents(l)) {
+      if (!valid || event!.type !== 'track') continue;
+      const e = want.get(event!.event as string) ?? { n: 0, ids: new Set<string>() };
+      e.n++;
+      if (event!.anonymousId !== undefined && event!.anonymousId !== null) e.ids.add(String(event!.anonymousId));
+      want.set(event!.event as string, e);
+    }
+  }
+  const counted = countingParquetReads(storage);
+  const q = await LakeQuery.open(counted, new EmbeddedCatalog(counted), { cache: newCache(counted) });
+  try {
+    const got = await q.query(STATEMENTS[0]!);
+    assert.deepEqual(
+      got.rows,
+      [...want].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([name, e]) => [name, e.n, e.ids.size]),
+    );
+    const total = (await tracksFiles()).reduce((a, f) => a + f.size, 0);
+    assert.ok(counted.parquetBytes > 0 && counted.parquetBytes < total * 0.25, `read ${counted.parquetBytes} of ${total} bytes of tracks`);
+  } finally {
+    q.close();
+  }
+});
+
+test('a copy grows when a statement needs more columns; the next query, in a new cache instance, fetches nothing; sizes count blocks', async () => {
+  const at = `${dir}/cache-shared`;
+  const files = await tracksFiles();
+  const total = files.reduce((a, f) => a + f.size, 0);
+  const whole = await LakeQuery.open(storage, new EmbeddedCatalog(storage), { projection: false, cache: newCache() });
+  const counted = countingParquetReads(storage);
+  const cache = newCache(counted, at);
+  const q = await LakeQuery.open(counted, new EmbeddedCatalog(counted), { cache });
+  try {
+    const ab = 'SELECT * FROM experiment_results ORDER BY ALL';
+    assert.deepEqual(await q.query(ab), await whole.query(ab));
+    const first = counted.parquetBytes;
+    assert.ok(first > 0 && first < total * 0.25, `the A/B view read ${first} of ${total} bytes`);
+    // More columns of the same files: only theirs are fetched, and the copies are made anew with both.
+    const more = 'SELECT count(user_id), count(context_ip), max(received_at) FROM tracks';
+    assert.deepEqual(await q.query(more), await whole.query(more));
+    assert.ok(counted.parquetBytes > first && counted.parquetBytes - first < total * 0.25, `then read ${counted.parquetBytes - first} more`);
+    assert.deepEqual(await q.query(ab), await whole.query(ab), 'the first statement again, over the grown copies');
+  } finally {
+    q.close();
+  }
+  const parts = (d: string): string[] =>
+    readdirSync(d, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile() && /\.p[0-9a-f]{16}\.parquet$/.test(e.name))
+      .map((e) => path.join(e.parentPath, e.name));
+  const copies = parts(at).filter((p) => p.includes(`${path.sep}tracks${path.sep}`));
+  assert.equal(copies.length, files.length, 'one partial copy per tracks file: the smaller ones were replaced');
+  const usage = await cache.usage();
+  assert.ok(usage.bytes < total * 0.5, `the cache counts ${usage.bytes} bytes for copies of ${total} bytes of objects`);
+
+  // A new process's cache over the same directory: both statements from the copies, nothing fetched.
+  const again = countingParquetReads(storage);
+  const q2 = await LakeQuery.open(again, new EmbeddedCatalog(again), { cache: newCache(again, at) });
+  try {
+    assert.deepEqual(await q2.query('SELECT * FROM experiment_results ORDER BY ALL'), await whole.query('SELECT * FROM experiment_results ORDER BY ALL'));
+    assert.deepEqual(await q2.query('SELECT count(context_ip) FROM tracks'), await whole.query('SELECT count(context_ip) FROM tracks'));
+    assert.equal(again.parquetBytes, 0);
+    // A statement needing every column fetches the files whole; the partial copies then go.
+    assert.deepEqual(await q2.query('SELECT * FROM tracks ORDER BY message_id LIMIT 2'), await whole.query('SELECT * FROM tracks ORDER BY message_id LIMIT 2'));
+    assert.ok(again.parquetBytes >= total - 0, `fetched ${again.parquetBytes} of ${total}`);
+  } finally {
+    q2.close();
+    whole.close();
+  }
+  assert.deepEqual(parts(at).filter((p) => p.includes(`${path.sep}tracks${path.sep}`)), [], 'whole copies replaced the partial ones');
+});
+
+test('projection: false, or a local lake, reads whole files as before', async () => {
+  const counted = countingParquetReads(storage);
+  const q = await LakeQuery.open(counted, new EmbeddedCatalog(counted), { projection: false, cache: newCache(counted) });
+  try {
+    await q.query('SELECT count(event) FROM tracks');
+    assert.equal(counted.parquetBytes, (await tracksFiles()).reduce((a, f) => a + f.size, 0));
+  } finally {
+    q.close();
+  }
+});
