@@ -13,7 +13,8 @@ import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { EmbeddedCatalog } from '../../src/catalog/embedded-catalog.ts';
 import { listCommittedFiles } from '../../src/catalog/files.ts';
 import { Ingestor } from '../../src/ingest/ingestor.ts';
-import { LakeQuery } from '../../src/query/lake-query.ts';
+import { LakeQuery, queryLive } from '../../src/query/lake-query.ts';
+import { LocalLog, LocalLogSource } from '../../src/source/local-log.ts';
 import { sampleLines } from '../../src/sample/generate.ts';
 import { FileSource } from '../../src/source/file-source.ts';
 import { FileCache } from '../../src/storage/file-cache.ts';
@@ -159,5 +160,39 @@ test('projection: false, or a local lake, reads whole files as before', async ()
     assert.equal(counted.parquetBytes, (await tracksFiles()).reduce((a, f) => a + f.size, 0));
   } finally {
     q.close();
+  }
+});
+
+test('a live query over an S3 lake: the committed files\' column chunks ∪ the rows not flushed yet, exactly', async () => {
+  const catalog = new EmbeddedCatalog(storage);
+  const before = await LakeQuery.open(storage, catalog, { builtinViews: false, cache: newCache() });
+  const committed = Number((await before.query('SELECT count(*) FROM tracks')).rows[0]![0]);
+  before.close();
+  const logDir = `${dir}/log`;
+  const log = await LocalLog.open(logDir);
+  const ac = new AbortController();
+  const ingestor = new Ingestor(storage, catalog, { maxFileAgeMs: 3_600_000, signal: ac.signal, decodeWorkers: 1 });
+  const running = ingestor.run(new LocalLogSource(logDir, { log, signal: ac.signal }));
+  try {
+    const more = [...sampleLines({ count: 2_000, seed: 8, padToBytes: 1000 })];
+    const liveTracks = more.flatMap(oracleEvents).filter((e) => e.valid && e.event!.type === 'track').length;
+    await log.append(more);
+    const count = 'SELECT count(*), count(DISTINCT message_id) FROM tracks';
+    let n = 0;
+    for (let i = 0; i < 200 && n !== committed + liveTracks; i++) {
+      n = Number((await queryLive(storage, catalog, ingestor, count, { builtinViews: false, cache: newCache() })).rows[0]![0]);
+      if (n !== committed + liveTracks) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(n, committed + liveTracks, 'committed rows and live rows, each once');
+    const at = `${dir}/cache-live`;
+    for (const sql of [count, STATEMENTS[0]!, 'SELECT * FROM experiment_results ORDER BY ALL', 'SELECT t FROM tracks t ORDER BY t.message_id LIMIT 2']) {
+      const counted = countingParquetReads(storage);
+      const got = await queryLive(counted, new EmbeddedCatalog(counted), ingestor, sql, { cache: newCache(counted, at) });
+      assert.deepEqual(got, await queryLive(storage, catalog, ingestor, sql, { projection: false, cache: newCache() }), sql);
+    }
+  } finally {
+    ac.abort();
+    await running;
+    await log.close();
   }
 });
