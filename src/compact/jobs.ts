@@ -112,7 +112,7 @@ function fromJson(j: JsonJob, file: string): JobDefinition {
       schedule: j.schedule,
       run: async ({ storage, catalog }) => {
         const r = await expirePartitions(storage, catalog, { olderThanMs, graceMs, table: str('table'), deadLetters });
-        return `expired ${r.partitions.length} partitions before ${r.cutoff} (${r.files} files), ${r.deadLetterFiles} dead-letter files, ${r.orphans} unregistered files${r.skipped.length > 0 ? `; ${r.skipped.length} partitions busy, left for the next run` : ''}`;
+        return `expired ${r.partitions.length} partitions before ${r.cutoff} (${r.files} files), ${r.deadLetterFiles} dead-letter files, ${r.rawFiles} raw-copy files, ${r.orphans} unregistered files${r.skipped.length > 0 ? `; ${r.skipped.length} partitions busy, left for the next run` : ''}`;
       },
     };
   }

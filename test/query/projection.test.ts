@@ -6,10 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import * as os from 'node:os';
+import { readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { EmbeddedCatalog } from '../../src/catalog/embedded-catalog.ts';
 import { listCommittedFiles } from '../../src/catalog/files.ts';
 import { Ingestor } from '../../src/ingest/ingestor.ts';
@@ -22,27 +20,18 @@ import { S3Storage } from '../../src/storage/s3-storage.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { countingParquetReads } from '../support/counting-storage.ts';
 import { oracleEvents } from '../support/ground-truth.ts';
-import { localS3Client, rerunWithOpenSslLegacyProviderIfNeeded, startS3rver } from '../support/s3rver.ts';
+import { rerunWithOpenSslLegacyProviderIfNeeded, startS3rverLake } from '../support/s3rver.ts';
 
 rerunWithOpenSslLegacyProviderIfNeeded();
 
+let lake: Awaited<ReturnType<typeof startS3rverLake>> | undefined;
+after(() => lake?.close());
 let dir: string;
 let storage: S3Storage;
 let lines: string[];
-let server: Awaited<ReturnType<typeof startS3rver>> | undefined;
-let client: ReturnType<typeof localS3Client> | undefined;
-after(async () => {
-  client?.destroy();
-  await server?.close();
-  if (dir !== undefined && process.env.KEEP_TMP !== '1') rmSync(dir, { recursive: true, force: true });
-});
-
 before(async () => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'tributary-projection-'));
-  server = await startS3rver();
-  client = localS3Client(server.endpoint);
-  await client.send(new CreateBucketCommand({ Bucket: 'projection' }));
-  storage = new S3Storage({ bucket: 'projection', client, prefix: 'lake' });
+  lake = await startS3rverLake('projection');
+  ({ dir, storage } = lake);
   lines = [...sampleLines({ count: 100_000, seed: 41, padToBytes: 1000, invalidRate: 0.01 })];
   writeFileSync(`${dir}/in.ndjson`, lines.join('\n') + '\n');
   await new Ingestor(storage, new EmbeddedCatalog(storage)).run(new FileSource([`${dir}/in.ndjson`]));

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { after } from 'node:test';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { S3Storage } from '../../src/storage/s3-storage.ts';
 
 /** The parts of s3rver 3.7.1's API used here (the package ships no types). */
 interface S3rverInstance {
@@ -97,6 +98,27 @@ export async function s3rverBucket(): Promise<S3rverBucket> {
   const bucket = `test-${process.pid}-${++bucketSeq}-${randomBytes(3).toString('hex')}`;
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   return { endpoint, bucket, client };
+}
+
+/**
+ * One s3rver, a bucket named `label` and a scratch directory, for a whole test file (start it in the
+ * file's before(), close it in its after(): s3rverBucket's own after() would stop its server as soon
+ * as a before() hook calling it ends). close() removes the directory unless KEEP_TMP=1.
+ */
+export async function startS3rverLake(label: string): Promise<{ storage: S3Storage; dir: string; close(): Promise<void> }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `tributary-${label}-`));
+  const server = await startS3rver();
+  const client = localS3Client(server.endpoint);
+  await client.send(new CreateBucketCommand({ Bucket: label }));
+  return {
+    storage: new S3Storage({ bucket: label, client, prefix: 'lake' }),
+    dir,
+    close: async () => {
+      client.destroy();
+      await server.close();
+      if (process.env.KEEP_TMP !== '1') rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /**

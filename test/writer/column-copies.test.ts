@@ -5,9 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { EmbeddedCatalog } from '../../src/catalog/embedded-catalog.ts';
 import { listCommittedFiles } from '../../src/catalog/files.ts';
 import { deleteUsers } from '../../src/compact/delete-users.ts';
@@ -20,13 +18,14 @@ import { LakeQuery } from '../../src/query/lake-query.ts';
 import { FileCache } from '../../src/storage/file-cache.ts';
 import { chunkRanges } from '../../src/writer/column-copies.ts';
 import { readParquetFooter, readParquetMetadata } from '../../src/writer/parquet-footer.ts';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { countingParquetReads } from '../support/counting-storage.ts';
-import { localS3Client, rerunWithOpenSslLegacyProviderIfNeeded, startS3rver } from '../support/s3rver.ts';
+import { rerunWithOpenSslLegacyProviderIfNeeded, startS3rverLake } from '../support/s3rver.ts';
 
 rerunWithOpenSslLegacyProviderIfNeeded();
 
 
+let lake: Awaited<ReturnType<typeof startS3rverLake>> | undefined;
+after(() => lake?.close());
 let dir: string;
 let storage: S3Storage;
 let input: string;
@@ -34,22 +33,10 @@ let lines: string[];
 let stats: IngestStats;
 const lakeBytes = async () => (await Promise.all((await new EmbeddedCatalog(storage).listTables()).map((t) => listCommittedFiles(storage, new EmbeddedCatalog(storage), t.name)))).flat();
 
-let server: Awaited<ReturnType<typeof startS3rver>> | undefined;
-let client: ReturnType<typeof localS3Client> | undefined;
-after(async () => {
-  client?.destroy();
-  await server?.close();
-  if (dir !== undefined && process.env.KEEP_TMP !== '1') rmSync(dir, { recursive: true, force: true });
-});
-
 before(async () => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'tributary-column-copies-')); // tempDir() would be removed when this hook ends
-  process.env.TRIBUTARY_CACHE = `${dir}/cache`; // whole files, where fetched, land here, not in the user's cache
-  // One server for the file's tests (s3rverBucket's own after() would stop it when this hook ends).
-  server = await startS3rver();
-  client = localS3Client(server.endpoint);
-  await client.send(new CreateBucketCommand({ Bucket: 'column-copies' }));
-  storage = new S3Storage({ bucket: 'column-copies', client, prefix: 'lake' });
+  lake = await startS3rverLake('column-copies');
+  ({ dir, storage } = lake);
+  process.env.TRIBUTARY_CACHE = `${dir}/cache`; // copies land here, not in the user's cache
   input = `${dir}/in.ndjson`;
   lines = [...sampleLines({ count: 100_000, seed: 97, padToBytes: 1000, invalidRate: 0.01 })];
   writeFileSync(input, lines.join('\n') + '\n');
