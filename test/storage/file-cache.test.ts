@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, linkSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError } from '../../src/errors.ts';
@@ -8,7 +8,7 @@ import { EmbeddedCatalog } from '../../src/catalog/embedded-catalog.ts';
 import { listCommittedFiles } from '../../src/catalog/files.ts';
 import { LakeQuery } from '../../src/query/lake-query.ts';
 import { FileSource } from '../../src/source/file-source.ts';
-import { DEFAULT_CACHE_MAX_BYTES, defaultCacheDir, FileCache } from '../../src/storage/file-cache.ts';
+import { DEFAULT_CACHE_MAX_BYTES, defaultCacheDir, FileCache, type PartialPlanner } from '../../src/storage/file-cache.ts';
 import { LocalStorage } from '../../src/storage/local-storage.ts';
 import { S3Storage } from '../../src/storage/s3-storage.ts';
 import { writeTestInput } from '../support/data.ts';
@@ -166,4 +166,70 @@ test('options: dir and cap defaults come from the environment; bad values are re
   assert.throws(() => new FileCache(storage, { maxBytes: 'lots' }), (e: unknown) => e instanceof ConfigError && /--cache-max-bytes.*"lots"/.test(e.message));
   assert.throws(() => new FileCache(storage, { maxBytes: -1 }), ConfigError);
   assert.throws(() => new FileCache(storage, { dir: ' ' }), /cache directory/);
+});
+
+test('partial copies: only the planned ranges fetched, zeros elsewhere; grown by making them anew (old bytes reused); reused by the next lease; counted by blocks; evicted with their sidecar', async () => {
+  const storage = await s3();
+  const size = 1024 * 1024;
+  const body = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) body[i] = 1 + (i % 251);
+  await storage.put('t/dt=2026-11-20/a.parquet', body);
+  const o = await listed(storage, 't/dt=2026-11-20/a.parquet');
+  // A plan over two named parts at fixed places (column-copies.ts plans from a Parquet footer).
+  const at: Record<string, [number, number]> = { a: [0, 4096], b: [512 * 1024, 516 * 1024] };
+  let planned = 0;
+  const plan = (want: string[]): PartialPlanner => async () => {
+    planned++;
+    return { names: want, ranges: (names) => names.map((n) => at[n]!).sort((x, y) => x[0] - y[0]) };
+  };
+  const holds = (p: string, ranges: Array<[number, number]>) => {
+    const got = readFileSync(p);
+    assert.equal(got.length, size);
+    for (let i = 0; i < size; i += 1024) {
+      const inside = ranges.some(([s, e]) => s <= i && i < e);
+      assert.equal(got[i], inside ? body[i] : 0, `byte ${i}`);
+    }
+  };
+  const dir = tempDir('fc-partial');
+  const cache = new FileCache(storage, { dir });
+  const l1 = cache.lease();
+  const [p1] = await l1.partialPaths([o], plan(['a']));
+  assert.match(p1!, /[/\\]t[/\\]dt=2026-11-20[/\\]a\.parquet$/, 'the lease keeps the key path');
+  holds(p1!, [at.a!]);
+  assert.deepEqual([cache.stats.misses, cache.stats.bytesFetched], [1, 4096]);
+  // More parts: the copy is made anew with both; only b's bytes are fetched; the first copy goes.
+  const [p2] = await l1.partialPaths([o], plan(['b']));
+  holds(p2!, [at.a!, at.b!]);
+  assert.deepEqual([cache.stats.misses, cache.stats.bytesFetched], [2, 8192]);
+  const copies = () => (existsSync(path.dirname(cache.entryPath(o))) ? readdirSync(path.dirname(cache.entryPath(o))) : []).sort();
+  assert.equal(copies().length, 2, `one copy and its sidecar: ${copies()}`);
+  assert.ok(copies()[1]!.endsWith('.parquet.parts') && copies()[0]!.endsWith('.parquet'));
+  l1.release();
+  // Another lease (another process's cache on the same directory) asking for a subset: nothing fetched.
+  const other = new FileCache(storage, { dir });
+  const l2 = other.lease();
+  holds((await l2.partialPaths([o], plan(['a'])))[0]!, [at.a!, at.b!]);
+  assert.deepEqual([other.stats.hits, other.stats.misses, other.stats.bytesFetched], [1, 0, 0]);
+  // Counted by the blocks they use, not their size.
+  const usage = await other.usage();
+  assert.ok(usage.bytes >= 8192 && usage.bytes < 64 * 1024, `${usage.bytes} bytes counted for a sparse copy of ${size}`);
+  // Held by a lease: never evicted; released: evicted, sidecar and all.
+  const tight = new FileCache(storage, { dir, maxBytes: 0 });
+  await tight.evict();
+  assert.equal(copies().length, 2, 'a leased copy stays');
+  l2.release();
+  await tight.evict();
+  assert.deepEqual(copies(), [], 'the copy and its sidecar went');
+  // A whole copy, where there is one, serves a partial request without planning.
+  const l3 = cache.lease();
+  await l3.paths([o]);
+  const before = planned;
+  const [p3] = await l3.partialPaths([o], plan(['a', 'b']));
+  assert.deepEqual(readFileSync(p3!), body);
+  assert.equal(planned, before, 'no plan needed');
+  l3.release();
+  // A plan that wants the whole object gets it through the cache.
+  const l4 = new FileCache(storage, { dir: tempDir('fc-partial-whole') }).lease();
+  assert.deepEqual(readFileSync((await l4.partialPaths([o], async () => null))[0]!), body);
+  l4.release();
 });
