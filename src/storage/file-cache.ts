@@ -308,14 +308,17 @@ export class FileCache {
 
   /**
    * Removes the other copies of `o` beside `current` that no lease holds: of other versions, and the
-   * partial copies of its version (a whole copy, or a partial copy holding all they held, replaces them).
+   * partial copies of its version that `current` replaces — all of them when it is a whole copy
+   * (`holds` undefined), else those holding no part `holds` lacks (one another process made since
+   * `current` was planned may hold more, and stays).
    */
-  async removeStale(o: CachedObject, current: string): Promise<void> {
+  async removeStale(o: CachedObject, current: string, holds?: readonly string[]): Promise<void> {
     const local = this.keyPath(this.base, o.key);
     const ext = path.extname(local);
     const stem = path.basename(local).slice(0, path.basename(local).length - ext.length);
     const dir = path.dirname(current);
     const same = new RegExp(`^${escapeRegExp(stem)}\\.v[0-9a-f]{16}(\\.p[0-9a-f]{16})?${escapeRegExp(ext)}$`);
+    const version = /^(.*\.v[0-9a-f]{16})/.exec(path.basename(current))?.[1];
     let names: string[];
     try {
       names = await fsp.readdir(dir);
@@ -326,12 +329,16 @@ export class FileCache {
       const p = path.join(dir, name);
       if (p === current || !same.test(name)) continue;
       try {
+        if (holds !== undefined && name.startsWith(`${version}.p`)) {
+          const parts = JSON.parse(await fsp.readFile(`${p}${PARTS_SUFFIX}`, 'utf8')) as PartsFile;
+          if (!parts.names.every((n) => holds.includes(n))) continue;
+        }
         if ((await fsp.stat(p)).nlink > 1) continue; // a running query reads it; eviction takes it later
         await fsp.unlink(p);
         await fsp.rm(`${p}${PARTS_SUFFIX}`, { force: true });
         this.stats.staleRemoved++;
       } catch {
-        // gone already
+        // gone already (or its sidecar is: eviction takes it)
       }
     }
   }
@@ -424,6 +431,7 @@ export class CacheLease {
   private async partial(o: CachedObject, plan: PartialPlanner): Promise<string | null> {
     const use = this.usePath(o.key);
     for (let round = 0; ; round++) {
+      if (round >= 3) throw new StorageError(`the partial copies of ${this.storage.root}/${o.key} were removed as soon as they were made or found, ${round} times; is the cache size cap (${this.cache.maxBytes} bytes) too small?`, { retriable: true });
       const have = await this.cache.partials(o);
       const read = rangeReader(this.storage, o, have, this.cache.stats);
       const want = await plan(o, read);
@@ -468,10 +476,9 @@ export class CacheLease {
       }
       this.cache.stats.misses++;
       if (await this.link(copy, use)) {
-        await this.cache.removeStale(o, copy); // after the link: this lease may have held an older one
+        await this.cache.removeStale(o, copy, names); // after the link: this lease may have held an older one
         return use;
       }
-      if (round >= 1) throw new StorageError(`${copy} was evicted from the cache as soon as it was made; is the cache size cap (${this.cache.maxBytes} bytes) too small?`, { retriable: true });
     }
   }
 

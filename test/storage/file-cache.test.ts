@@ -233,3 +233,32 @@ test('partial copies: only the planned ranges fetched, zeros elsewhere; grown by
   assert.deepEqual(readFileSync((await l4.partialPaths([o], async () => null))[0]!), body);
   l4.release();
 });
+
+test('a partial copy another process made meanwhile, holding parts this one lacks, is not removed as stale', async () => {
+  const storage = await s3();
+  const body = Buffer.alloc(1024 * 1024, 7);
+  await storage.put('t/a.parquet', body);
+  const o = await listed(storage, 't/a.parquet');
+  const at: Record<string, [number, number]> = { a: [0, 4096], b: [8192, 12288] };
+  const plan = (want: string[], meanwhile?: () => Promise<void>): PartialPlanner => async () => {
+    await meanwhile?.(); // runs after this lease listed the copies there were
+    return { names: want, ranges: (names) => names.map((n) => at[n]!).sort((x, y) => x[0] - y[0]) };
+  };
+  const dir = tempDir('fc-partial-race');
+  const mine = new FileCache(storage, { dir });
+  const theirs = new FileCache(storage, { dir });
+  const theirLease = theirs.lease();
+  const l = mine.lease();
+  await l.partialPaths([o], plan(['a'], async () => {
+    await theirLease.partialPaths([o], plan(['b']));
+    theirLease.release(); // not held any more: only its parts keep it
+  }));
+  const parts = async (c: FileCache) => (await c.partials(o)).map((x) => x.names.join(',')).sort();
+  assert.deepEqual(await parts(mine), ['a', 'b'], 'both copies stay: neither holds the other');
+  l.release();
+  // The next request for both makes one copy holding both, and both smaller ones go.
+  const l2 = mine.lease();
+  await l2.partialPaths([o], plan(['a', 'b']));
+  l2.release();
+  assert.deepEqual(await parts(mine), ['a,b']);
+});
