@@ -27,8 +27,9 @@ export type ColumnChoice = readonly string[] | ((fileColumns: readonly string[])
 export async function columnPaths(storage: Storage, lease: CacheLease, files: CachedObject[], columns: ColumnChoice): Promise<string[]> {
   const choose = typeof columns === 'function' ? columns : () => columns;
   return lease.partialPaths(files, async (o, read) => {
+    // A small file: its ranges would be joined across the gaps (MERGE_GAP) into most of it anyway.
+    if (o.size <= 2 * MERGE_GAP) return null;
     // The file's tail: the footer is parsed from it when it fits (ours do), and the copy holds it as it is.
-    if (o.size < 2 * FOOTER_INITIAL_FETCH) return null; // the tail alone would be half of it
     const tailStart = Math.max(0, o.size - FOOTER_INITIAL_FETCH);
     const tail = await read(tailStart, o.size);
     const meta = await parquetMetadataAsync(

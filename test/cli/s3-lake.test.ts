@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { sampleLines } from '../../src/sample/generate.ts';
 import { expectedAnswers } from '../support/ground-truth.ts';
 import { writeTestInput } from '../support/data.ts';
 import { lakeAnswers } from '../support/lake-answers.ts';
@@ -172,4 +174,32 @@ test('query over S3 fetches only the tables it reads into the cache; --verbose r
   assert.match(bad.stderr, /--cache-max-bytes.*"lots"/);
   const local = await runCli(['query', '--lake', `${dir}/nolake`, '--verbose', 'SELECT 1 AS x']);
   assert.match(local.stderr, /cache: not used/);
+});
+
+test('query over S3 fetches only the columns a statement names; --whole-files fetches the files; same answers', async () => {
+  const dir = tempDir('s3cols');
+  const { endpoint, bucket } = await s3rverBucket();
+  const env = s3rverEnv(endpoint, `${dir}/default-cache`);
+  const lake = `s3://${bucket}/lake`;
+  // Events of ~1 KB, so that files are big enough (over 1 MiB) for a column to be a small part of them.
+  const lines = [...sampleLines({ count: 60_000, seed: 71, padToBytes: 1000 })];
+  writeFileSync(`${dir}/in.ndjson`, lines.join('\n') + '\n');
+  const expected = await expectedAnswers(lines, dir);
+  assert.equal((await runCli(['ingest', '--lake', lake, `${dir}/in.ndjson`], { env })).code, 0);
+  const perEvent = 'SELECT event, count(*) AS n FROM tracks GROUP BY 1 ORDER BY 1';
+  const fetched = (stderr: string) => {
+    const m = /^cache: \d+ hits?, \d+ miss(?:es)?, ([\d.]+) (B|KiB|MiB) fetched/m.exec(stderr);
+    assert.ok(m, stderr);
+    return Number(m[1]) * { B: 1, KiB: 1024, MiB: 1024 ** 2 }[m[2] as 'B' | 'KiB' | 'MiB'];
+  };
+  const some = await runCli(['query', '--lake', lake, '--verbose', '--format', 'json', '--cache-dir', `${dir}/c1`, perEvent], { env });
+  const whole = await runCli(['query', '--lake', lake, '--verbose', '--format', 'json', '--cache-dir', `${dir}/c2`, '--whole-files', perEvent], { env });
+  assert.equal(some.code, 0, some.stderr);
+  assert.equal(whole.code, 0, whole.stderr);
+  assert.equal(some.stdout, whole.stdout);
+  assert.deepEqual(Object.fromEntries((JSON.parse(some.stdout) as Array<{ event: string; n: number }>).map((r) => [r.event, r.n])), expected.perEvent);
+  assert.ok(fetched(some.stderr) * 3 < fetched(whole.stderr), `only the event column: ${some.stderr} against ${whole.stderr}`);
+  const bad = await runCli(['query', '--live', 'http://127.0.0.1:1', '--write-key', 'k', '--whole-files', 'SELECT 1'], { env });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--whole-files apply to --lake queries/);
 });

@@ -9,7 +9,7 @@ import { EXIT, LAKE_OPTIONS, lakeSettings, parse, type Io } from '../args.ts';
 import { lakeSession, runRepl, statelessSession, type ReplSession } from '../repl.ts';
 
 export const QUERY_HELP = `tributary query [--lake DIR|s3://… | --live URL --write-key KEY] [--format table|json|csv|ndjson]
-                [--views DIR] [--watch SECONDS] [--cache-dir DIR] [--cache-max-bytes SIZE] [--verbose] ["<SQL>"]
+                [--views DIR] [--watch SECONDS] [--cache-dir DIR] [--cache-max-bytes SIZE] [--whole-files] [--verbose] ["<SQL>"]
 
 Runs SQL (DuckDB dialect) over the lake's committed files. Each table is a view; the views in
 views/ (experiment_results, experiment_significance) and in --views directories are registered
@@ -23,11 +23,14 @@ in $TRIBUTARY_HISTORY (default ~/.tributary_history; empty: none). A table is re
 statement that uses it, so temporary tables and views you create stay consistent with it. Piped
 input runs each statement in turn and stops at the first error (exit 1).
 
-A lake on S3 is read through a local cache of the files the query needs, keyed by their ETags:
---cache-dir (default $TRIBUTARY_CACHE, else ~/.cache/tributary or the OS's cache directory) and
---cache-max-bytes (default $TRIBUTARY_CACHE_MAX_BYTES, else 10GiB; least recently used files go
-first, never one a running query reads). --verbose reports cache hits, misses and bytes fetched on
-standard error.
+A lake on S3 is read through a local cache of the files the query needs, keyed by their ETags. Of
+each file only the columns the statement names are fetched (its footer and those column chunks, by
+range reads, into a partial copy that grows when a later statement needs more); a statement that
+reads columns it does not name (SELECT * over a table, DESCRIBE, PIVOT, ...) or most of a file gets
+whole files, as does --whole-files (to fill the cache for later, offline use). --cache-dir (default
+$TRIBUTARY_CACHE, else ~/.cache/tributary or the OS's cache directory) and --cache-max-bytes
+(default $TRIBUTARY_CACHE_MAX_BYTES, else 10GiB; least recently used copies go first, never one a
+running query reads). --verbose reports cache hits, misses and bytes fetched on standard error.
 `;
 
 export async function queryCommand(argv: string[], io: Io): Promise<number> {
@@ -40,6 +43,7 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
     watch: { type: 'string' },
     'cache-dir': { type: 'string' },
     'cache-max-bytes': { type: 'string' },
+    'whole-files': { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
   });
   if (values.help) {
@@ -64,7 +68,7 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
   let session: ReplSession | undefined;
   if (values.live !== undefined) {
     if (values.lake !== undefined) throw new ConfigError('query: give --lake or --live, not both');
-    if (values['cache-dir'] !== undefined || values['cache-max-bytes'] !== undefined) throw new ConfigError('query: --cache-dir and --cache-max-bytes apply to --lake queries');
+    if (values['cache-dir'] !== undefined || values['cache-max-bytes'] !== undefined || values['whole-files']) throw new ConfigError('query: --cache-dir, --cache-max-bytes and --whole-files apply to --lake queries');
     const key = values['write-key'] ?? (io.env.TRIBUTARY_WRITE_KEY || undefined);
     if (key === undefined) throw new ConfigError('query --live: --write-key is required (the key tributary dev was started with)');
     try {
@@ -86,9 +90,10 @@ export async function queryCommand(argv: string[], io: Io): Promise<number> {
       env: io.env,
     });
     cache = lakeCache;
-    if (interactive) session = await lakeSession(() => LakeQuery.open(storage, catalog, { viewDirs, cache: lakeCache }));
+    const projection = values['whole-files'] !== true;
+    if (interactive) session = await lakeSession(() => LakeQuery.open(storage, catalog, { viewDirs, cache: lakeCache, projection }));
     run = async () => {
-      const q = await LakeQuery.open(storage, catalog, { viewDirs, cache: lakeCache });
+      const q = await LakeQuery.open(storage, catalog, { viewDirs, cache: lakeCache, projection });
       try {
         return await q.query(sql);
       } finally {
