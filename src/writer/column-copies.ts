@@ -1,8 +1,6 @@
-import { parquetMetadataAsync } from 'hyparquet';
-import { StorageError } from '../errors.ts';
 import type { CacheLease, CachedObject } from '../storage/file-cache.ts';
 import type { Storage } from '../storage/storage.ts';
-import { FOOTER_INITIAL_FETCH, type readParquetMetadata } from './parquet-footer.ts';
+import { FOOTER_INITIAL_FETCH, parquetMetadataVia, type readParquetMetadata } from './parquet-footer.ts';
 
 /** Two ranges closer than this are fetched as one (a request costs more than this many bytes on S3). */
 const MERGE_GAP = 512 * 1024;
@@ -29,15 +27,9 @@ export async function columnPaths(storage: Storage, lease: CacheLease, files: Ca
   return lease.partialPaths(files, async (o, read) => {
     // A small file: its ranges would be joined across the gaps (MERGE_GAP) into most of it anyway.
     if (o.size <= 2 * MERGE_GAP) return null;
-    // The file's tail: the footer is parsed from it when it fits (ours do), and the copy holds it as it is.
+    const meta = await parquetMetadataVia(read, o.size, `${storage.root}/${o.key}`);
+    // The file's tail, read for the footer (and kept by the reader): the copy holds it as it is.
     const tailStart = Math.max(0, o.size - FOOTER_INITIAL_FETCH);
-    const tail = await read(tailStart, o.size);
-    const meta = await parquetMetadataAsync(
-      { byteLength: o.size, slice: async (s, e = o.size) => arrayBuffer(s >= tailStart ? tail.subarray(s - tailStart, e - tailStart) : await read(s, e)) },
-      { initialFetchSize: FOOTER_INITIAL_FETCH },
-    ).catch((err: unknown) => {
-      throw err instanceof StorageError ? err : new StorageError(`${storage.root}/${o.key} is not a readable Parquet file: ${(err as Error).message}`, { cause: err });
-    });
     const names = [...new Set(choose(topLevelNames(meta.schema)))].sort();
     return {
       names,
@@ -63,10 +55,6 @@ function subtreeSize(schema: ReadonlyArray<{ num_children?: number }>, j: number
   let size = 1;
   for (let c = 0, n = schema[j]!.num_children ?? 0; c < n; c++) size += subtreeSize(schema, j + size);
   return size;
-}
-
-function arrayBuffer(b: Buffer): ArrayBuffer {
-  return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
 }
 
 /** The byte ranges [start, end) of a copy holding `columns`, merged and sorted; null when a needed range's length is unknown. */

@@ -29,13 +29,25 @@ export async function readParquetFooter(storage: Storage, key: string, size: num
 
 /** The whole file metadata of the Parquet object at `key` (row groups and column chunks with their offsets), read as readParquetFooter reads it. */
 export async function readParquetMetadata(storage: Storage, key: string, size: number): Promise<FileMetaData> {
+  const read = async (start: number, stop: number): Promise<Buffer> => {
+    const b = await storage.getRange(key, start, Math.max(1, stop - start));
+    if (b === undefined) throw new StorageError(`${storage.root}/${key} disappeared while its Parquet footer was being read`, { retriable: true });
+    if (b.length !== stop - start) throw new StorageError(`${storage.root}/${key} is shorter than its listed ${size} bytes (rewritten while being read?)`, { retriable: true });
+    return b;
+  };
+  return parquetMetadataVia(read, size, `${storage.root}/${key}`);
+}
+
+/**
+ * The file metadata of a Parquet file of `size` bytes whose bytes [start, end) `read` gives: one
+ * read of its last FOOTER_INITIAL_FETCH bytes, a second one for a larger footer. `label` names the
+ * file in the error a file that is not Parquet gets.
+ */
+export async function parquetMetadataVia(read: (start: number, end: number) => Promise<Buffer>, size: number, label: string): Promise<FileMetaData> {
   const file: AsyncBuffer = {
     byteLength: size,
-    slice: async (start: number, end?: number) => {
-      const stop = end ?? size;
-      const b = await storage.getRange(key, start, Math.max(1, stop - start));
-      if (b === undefined) throw new StorageError(`${storage.root}/${key} disappeared while its Parquet footer was being read`, { retriable: true });
-      if (b.length !== stop - start) throw new StorageError(`${storage.root}/${key} is shorter than its listed ${size} bytes (rewritten while being read?)`, { retriable: true });
+    slice: async (start: number, end = size) => {
+      const b = await read(start, end);
       return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
     },
   };
@@ -43,7 +55,7 @@ export async function readParquetMetadata(storage: Storage, key: string, size: n
     return await parquetMetadataAsync(file, { initialFetchSize: FOOTER_INITIAL_FETCH });
   } catch (err) {
     if (err instanceof StorageError) throw err;
-    throw new StorageError(`${storage.root}/${key} is not a readable Parquet file: ${(err as Error).message}`, { cause: err });
+    throw new StorageError(`${label} is not a readable Parquet file: ${(err as Error).message}`, { cause: err });
   }
 }
 
