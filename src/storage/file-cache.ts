@@ -172,12 +172,8 @@ export class FileCache {
     const out: Array<{ path: string } & PartsFile> = [];
     for (const n of names.filter((x) => same.test(x))) {
       const p = path.join(path.dirname(whole), n);
-      try {
-        const parts = JSON.parse(await fsp.readFile(`${p}${PARTS_SUFFIX}`, 'utf8')) as PartsFile;
-        if (Array.isArray(parts.names) && Array.isArray(parts.ranges)) out.push({ path: p, ...parts });
-      } catch {
-        // no sidecar (being written, or evicted): not usable
-      }
+      const parts = await readParts(p);
+      if (parts !== undefined) out.push({ path: p, ...parts });
     }
     return out;
   }
@@ -330,15 +326,15 @@ export class FileCache {
       if (p === current || !same.test(name)) continue;
       try {
         if (holds !== undefined && name.startsWith(`${version}.p`)) {
-          const parts = JSON.parse(await fsp.readFile(`${p}${PARTS_SUFFIX}`, 'utf8')) as PartsFile;
-          if (!parts.names.every((n) => holds.includes(n))) continue;
+          const parts = await readParts(p);
+          if (parts === undefined || !parts.names.every((n) => holds.includes(n))) continue; // no sidecar: eviction takes it
         }
         if ((await fsp.stat(p)).nlink > 1) continue; // a running query reads it; eviction takes it later
         await fsp.unlink(p);
         await fsp.rm(`${p}${PARTS_SUFFIX}`, { force: true });
         this.stats.staleRemoved++;
       } catch {
-        // gone already (or its sidecar is: eviction takes it)
+        // gone already
       }
     }
   }
@@ -371,20 +367,9 @@ export class CacheLease {
     const out: string[] = new Array(objects.length);
     const misses: number[] = [];
     await pool(objects.map((_, i) => i), concurrency, async (i) => {
-      const o = objects[i]!;
-      const direct = this.storage.localPath(o.key);
-      if (direct !== undefined) {
-        out[i] = direct;
-        return;
-      }
-      const use = this.usePath(o.key);
-      if (await this.link(this.cache.entryPath(o), use)) {
-        out[i] = use;
-        this.cache.stats.hits++;
-        await this.touch(use);
-      } else {
-        misses.push(i);
-      }
+      const held = await this.whole(objects[i]!);
+      if (held !== undefined) out[i] = held;
+      else misses.push(i);
     });
     if (misses.length > 0) {
       await this.cache.evict(misses.reduce((a, i) => a + objects[i]!.size, 0));
@@ -405,26 +390,29 @@ export class CacheLease {
   async partialPaths(objects: CachedObject[], plan: PartialPlanner, concurrency = 8): Promise<string[]> {
     if (this.released) throw new StorageError('the cache lease was already released');
     const out: string[] = new Array(objects.length);
-    const whole: number[] = [];
+    const toFetch: number[] = [];
     await pool(objects.map((_, i) => i), concurrency, async (i) => {
       const o = objects[i]!;
-      const direct = this.storage.localPath(o.key);
-      if (direct !== undefined) out[i] = direct;
-      else if (await this.link(this.cache.entryPath(o), this.usePath(o.key))) {
-        out[i] = this.usePath(o.key);
-        this.cache.stats.hits++;
-        await this.touch(out[i]!);
-      } else {
-        const p = await this.partial(o, plan);
-        if (p === null) whole.push(i);
-        else out[i] = p;
-      }
+      const p = (await this.whole(o)) ?? (await this.partial(o, plan));
+      if (p === null) toFetch.push(i);
+      else out[i] = p;
     });
-    if (whole.length > 0) {
-      const paths = await this.paths(whole.map((i) => objects[i]!), concurrency);
-      whole.forEach((i, j) => (out[i] = paths[j]!));
+    if (toFetch.length > 0) {
+      const paths = await this.paths(toFetch.map((i) => objects[i]!), concurrency);
+      toFetch.forEach((i, j) => (out[i] = paths[j]!));
     }
     return out;
+  }
+
+  /** The object where DuckDB reads it in place, or its whole copy if the cache has one (a hit), linked into the lease. */
+  private async whole(o: CachedObject): Promise<string | undefined> {
+    const direct = this.storage.localPath(o.key);
+    if (direct !== undefined) return direct;
+    const use = this.usePath(o.key);
+    if (!(await this.link(this.cache.entryPath(o), use))) return undefined;
+    this.cache.stats.hits++;
+    await this.touch(use);
+    return use;
   }
 
   /** A partial copy of `o` as `plan` asks, linked into the lease; null where the plan wants the whole object. */
@@ -564,6 +552,16 @@ export class CacheLease {
         await new Promise((r) => setTimeout(r, 100 * attempt));
       }
     }
+  }
+}
+
+/** What the partial copy at `copy` holds, from its sidecar; undefined without a readable one (being written, or evicted): not usable. */
+async function readParts(copy: string): Promise<PartsFile | undefined> {
+  try {
+    const parts = JSON.parse(await fsp.readFile(`${copy}${PARTS_SUFFIX}`, 'utf8')) as PartsFile;
+    return Array.isArray(parts.names) && Array.isArray(parts.ranges) ? parts : undefined;
+  } catch {
+    return undefined;
   }
 }
 
