@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Catalog, TableDef } from '../catalog/catalog.ts';
-import { listCommittedFiles } from '../catalog/files.ts';
+import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
 import { QueryError } from '../errors.ts';
 import { FileCache, type CacheLease } from '../storage/file-cache.ts';
 import { statementReads } from './statement-reads.ts';
@@ -70,6 +70,8 @@ const GLUE_TO_DUCK: Record<string, string> = { string: 'VARCHAR', timestamp: 'TI
 export class LakeQuery {
   /** Tables whose views read their files (the others are empty placeholders), with the columns they expose (null: all). */
   private readonly bound = new Map<string, ReadonlySet<string> | null>();
+  /** The committed files of each bound table, as listed when it was first bound. */
+  private readonly files = new Map<string, CommittedFile[]>();
   /** Live spools are read the tolerant way (spoolSelectSql): one of them holds an event that repeats a key. */
   private tolerantLive = false;
   /** SQL of the registered views, to follow a view to the tables it reads. */
@@ -199,7 +201,10 @@ export class LakeQuery {
       const have = this.bound.get(t.name);
       if (have !== undefined && (have === null || (want !== null && [...want].every((c) => have.has(c))))) continue;
       const only = want === null || have === null ? null : new Set([...(have ?? []), ...want]);
-      await this.conn.run(await tableViewSql(this.conn, this.storage, this.catalog, t, this.lease, only, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
+      // Listed once: bound again with more columns, the table still holds the files its first statement read.
+      const files = this.files.get(t.name) ?? (await listCommittedFiles(this.storage, this.catalog, t.name));
+      this.files.set(t.name, files);
+      await this.conn.run(await tableViewSql(this.conn, this.storage, t, files, this.lease, only, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
       this.bound.set(t.name, only);
       changed = true;
     }
@@ -278,8 +283,8 @@ export class LakeQuery {
 }
 
 /** The CREATE VIEW statement for a table over its committed files (and its live spools, if any), exposing `only` of its columns (null: all) and its partition columns. */
-async function tableViewSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease, only: ReadonlySet<string> | null, live: LiveSpool[] = [], tolerant = false): Promise<string> {
-  const committed = await committedSelectSql(conn, storage, catalog, t, lease, only);
+async function tableViewSql(conn: DuckDBConnection, storage: Storage, t: TableDef, files: CommittedFile[], lease: CacheLease, only: ReadonlySet<string> | null, live: LiveSpool[] = [], tolerant = false): Promise<string> {
+  const committed = await committedSelectSql(conn, storage, t, files, lease, only);
   if (live.length === 0) return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${committed}`;
   // Live rows: the spools read as the writer will write them, partition columns computed as the router does.
   const extra = t.partitionKeys
@@ -305,10 +310,9 @@ function exposed(t: TableDef, only: ReadonlySet<string>): string[] {
  * data columns (null: all): on an object-store lake only their column chunks are fetched (partial
  * copies in the file cache), so no other column may be read, and the SELECT has no other.
  */
-async function committedSelectSql(conn: DuckDBConnection, storage: Storage, catalog: Catalog, t: TableDef, lease: CacheLease, only: ReadonlySet<string> | null): Promise<string> {
+async function committedSelectSql(conn: DuckDBConnection, storage: Storage, t: TableDef, files: CommittedFile[], lease: CacheLease, only: ReadonlySet<string> | null): Promise<string> {
   const cols = only === null ? null : exposed(t, only);
   const promoted = tablePromoted(t).filter((p) => cols === null || cols.includes(p.name));
-  const files = await listCommittedFiles(storage, catalog, t.name);
   if (files.length === 0) {
     const missing = promoted.filter((p) => !t.columns.some((c) => c.name === p.name));
     if (missing.length === 0) return emptySelectSql(t);
