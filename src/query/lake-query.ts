@@ -112,7 +112,7 @@ export class LakeQuery {
         }
       }
       tables.sort((a, b) => (a.name < b.name ? -1 : 1));
-      for (const t of tables) await conn.run(`CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${emptySelectSql(t)}`);
+      for (const [i, t] of tables.entries()) await conn.run(`CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${placeholderSql(t, i)}`);
       const fixed = options.columns === undefined ? null : new Set(options.columns);
       const narrow = options.projection !== false && storage.localPath('probe') === undefined;
       const q = new LakeQuery(instance, conn, tables, [], lease, fixed, narrow, storage, catalog, spools);
@@ -165,19 +165,27 @@ export class LakeQuery {
     const { tables: names, columns: refs } = await this.reads(sql);
     await this.bind(names, refs);
     let reader;
-    for (let round = 0; ; round++) {
+    // Each retry binds something new (a table, columns, the tolerant reading), so the loop ends.
+    let rebound = false;
+    for (;;) {
       try {
         reader = await this.conn.runAndReadAll(sql);
         break;
       } catch (err) {
-        if (round > 0) throw this.explain(err);
-        if (isRepeatedKeyError(err) && !this.tolerantLive && this.spools.length > 0) {
+        const unbound = this.unboundTable(err);
+        if (unbound !== undefined) {
+          // The statement reads a table its parse tree did not show, named in a string (query_table('tracks'),
+          // query('SELECT … FROM tracks')): bind it whole and run again, rather than read its empty placeholder.
+          names.push(unbound);
+          await this.bind([unbound], null);
+        } else if (isRepeatedKeyError(err) && !this.tolerantLive && this.spools.length > 0) {
           // A live event repeats a key: read the live spools the tolerant way (as their file will be written) and run again.
           this.tolerantLive = true;
           for (const sp of this.spools) this.bound.delete(sp.table);
           await this.bind(names, refs);
-        } else if (this.missedColumn(err, names)) {
+        } else if (!rebound && this.missedColumn(err, names)) {
           // The statement reads a column its parse tree did not show: bind its tables whole and run again.
+          rebound = true;
           await this.bind(names, null);
         } else throw this.explain(err);
       }
@@ -209,6 +217,13 @@ export class LakeQuery {
       changed = true;
     }
     if (changed) await this.registerViews();
+  }
+
+  /** The table whose placeholder (placeholderSql) `err` comes from: one the statement read though no view of it was bound. */
+  private unboundTable(err: unknown): string | undefined {
+    const m = UNBOUND_ERROR.exec((err as Error)?.message ?? '');
+    const t = m === null ? undefined : this.tables[Number(m[1])];
+    return t !== undefined && !this.bound.has(t.name) ? t.name : undefined;
   }
 
   /** True when `err` is a binder's "no such column" for a column of one of `names` that its view leaves out. */
@@ -338,13 +353,33 @@ function readParquetSql(t: TableDef, paths: string[]): string {
   return `SELECT * FROM read_parquet([${paths.map(sqlString).join(', ')}]${hive}, union_by_name=true)`;
 }
 
-/** A typed SELECT of no rows with the table's columns (a table without files, or not bound yet). */
+/** The message of a placeholder read (placeholderSql), with the table's index in LakeQuery.tables. */
+const UNBOUND_ERROR = /tributary: table #(\d+) is read but not bound/;
+
+/**
+ * The view of a table no statement has bound yet: typed as the table (DESCRIBE, views over it and
+ * plans that read no row work), and failing with UNBOUND_ERROR when a row is read, so a statement that
+ * reads a table without naming it in its parse tree gets the table bound (LakeQuery.query), never an
+ * empty answer. Its columns are the error too, not NULL constants, which the optimizer would use to
+ * decide a filter such as `event IS NOT NULL` without reading a row. The table is `tables[index]`.
+ */
+function placeholderSql(t: TableDef, index: number): string {
+  const fail = `error(${sqlString(`tributary: table #${index} is read but not bound (${t.name})`)})`;
+  return `${typedSelectSql(t, fail)} WHERE ${fail} IS NULL`;
+}
+
+/** A typed SELECT of no rows with the table's columns (a table without files). */
 function emptySelectSql(t: TableDef): string {
+  return `${typedSelectSql(t, 'NULL')} WHERE false`;
+}
+
+/** `SELECT` of one row, `value` cast to each of the table's columns' types. */
+function typedSelectSql(t: TableDef, value: string): string {
   const cols = [...t.columns, ...t.partitionKeys].map((c) => {
     const duck = PARTITION_FIELDS[c.name as PartitionField] && t.partitionKeys.includes(c) ? PARTITION_FIELDS[c.name as PartitionField].duckType : GLUE_TO_DUCK[c.type] ?? 'VARCHAR';
-    return `CAST(NULL AS ${duck}) AS ${sqlIdent(c.name)}`;
+    return `CAST(${value} AS ${duck}) AS ${sqlIdent(c.name)}`;
   });
-  return `SELECT ${cols.join(', ')} WHERE false`;
+  return `SELECT ${cols.join(', ')}`;
 }
 
 function jsonValue(v: unknown, type: string): unknown {

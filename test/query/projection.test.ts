@@ -54,6 +54,7 @@ const STATEMENTS = [
   "SELECT COLUMNS('context_.*') FROM tracks ORDER BY ALL LIMIT 3",
   'SELECT count(*) FROM tracks NATURAL JOIN pages',
   'DESCRIBE tracks',
+  "SELECT count(*), count(DISTINCT event) FROM query_table('tracks') WHERE event IS NOT NULL",
 ];
 
 test('every statement answers as over whole files; a row used as a value, *, positional aliases and the like get every column', async () => {
