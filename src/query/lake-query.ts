@@ -64,11 +64,12 @@ const GLUE_TO_DUCK: Record<string, string> = { string: 'VARCHAR', timestamp: 'TI
  *
  * Tables are bound lazily: a query lists and reads (on S3: fetches into the cache) only the files of
  * the tables it references, directly or through views, as DuckDB's parser reports them; the others
- * stay empty typed views until a query needs them. A statement the parser cannot serialize (DDL,
- * PRAGMA, COPY) binds every table.
+ * stay typed placeholders until a query needs them, and a statement that reads one anyway (a table
+ * named in a string, as query_table does) gets that table bound and runs again. A statement the
+ * parser cannot serialize (DDL, PRAGMA, COPY) binds every table.
  */
 export class LakeQuery {
-  /** Tables whose views read their files (the others are empty placeholders), with the columns they expose (null: all). */
+  /** Tables whose views read their files (the others are placeholders, see placeholderSql), with the columns they expose (null: all). */
   private readonly bound = new Map<string, ReadonlySet<string> | null>();
   /** The committed files of each bound table, as listed when it was first bound. */
   private readonly files = new Map<string, CommittedFile[]>();
@@ -175,7 +176,7 @@ export class LakeQuery {
         const unbound = this.unboundTable(err);
         if (unbound !== undefined) {
           // The statement reads a table its parse tree did not show, named in a string (query_table('tracks'),
-          // query('SELECT … FROM tracks')): bind it whole and run again, rather than read its empty placeholder.
+          // query('SELECT … FROM tracks')): bind it whole and run again, rather than fail on its placeholder.
           names.push(unbound);
           await this.bind([unbound], null);
         } else if (isRepeatedKeyError(err) && !this.tolerantLive && this.spools.length > 0) {
