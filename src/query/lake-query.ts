@@ -73,6 +73,14 @@ export class LakeQuery {
   private readonly bound = new Map<string, ReadonlySet<string> | null>();
   /** The committed files of each bound table, as listed when it was first bound. */
   private readonly files = new Map<string, CommittedFile[]>();
+  /**
+   * Per bound table of an object-store lake, the keys of the files whose copies hold the view's
+   * columns (null: every file's do); the other files' copies hold only their footer, enough for
+   * DuckDB to plan over them (hive partition values, row counts), until a plan reads them (fillPlanned).
+   */
+  private readonly filled = new Map<string, Set<string> | null>();
+  /** The table and key of each local copy the views read, to map a plan's files back to them. */
+  private readonly copyOf = new Map<string, { table: string; key: string }>();
   /** Live spools are read the tolerant way (spoolSelectSql): one of them holds an event that repeats a key. */
   private tolerantLive = false;
   /** SQL of the registered views, to follow a view to the tables it reads. */
@@ -166,10 +174,12 @@ export class LakeQuery {
     const { tables: names, columns: refs } = await this.reads(sql);
     await this.bind(names, refs);
     let reader;
-    // Each retry binds something new (a table, columns, the tolerant reading), so the loop ends.
+    // Each retry binds or fills something new (a table, columns, files, the tolerant reading), so the loop ends.
     let rebound = false;
+    let filledAll = false;
     for (;;) {
       try {
+        await this.fillPlanned(sql);
         reader = await this.conn.runAndReadAll(sql);
         break;
       } catch (err) {
@@ -188,6 +198,11 @@ export class LakeQuery {
           // The statement reads a column its parse tree did not show: bind its tables whole and run again.
           rebound = true;
           await this.bind(names, null);
+        } else if (!filledAll && ZERO_READ_ERROR.test(String((err as Error)?.message)) && this.someUnfilled()) {
+          // A safety net: the statement read a file its plan did not show (DuckDB fails on the zeros of a
+          // copy that holds only its footer): fill every file and run again.
+          filledAll = true;
+          await this.fill(new Map([...this.filled.keys()].map((t) => [t, null])));
         } else throw this.explain(err);
       }
     }
@@ -213,11 +228,99 @@ export class LakeQuery {
       // Listed once: bound again with more columns, the table still holds the files its first statement read.
       const files = this.files.get(t.name) ?? (await listCommittedFiles(this.storage, this.catalog, t.name));
       this.files.set(t.name, files);
-      await this.conn.run(await tableViewSql(this.conn, this.storage, t, files, this.lease, only, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
+      const filled = this.narrow ? (this.filled.get(t.name) ?? new Set<string>()) : null;
+      const committed = await this.committedSelectSql(t, files, only, filled);
+      await this.conn.run(tableViewSql(t, committed, only, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
       this.bound.set(t.name, only);
+      this.filled.set(t.name, filled);
       changed = true;
     }
     if (changed) await this.registerViews();
+  }
+
+  /**
+   * SELECT over a table's committed files (an empty, typed SELECT when it has none), with `only` of its
+   * data columns (null: all). On an object-store lake only their column chunks are fetched (partial
+   * copies in the file cache), so no other column may be read, and the SELECT has no other; and only
+   * for the files in `filled` (null: all), the others' copies holding their footer alone (`filled`
+   * gains those of them copied whole).
+   */
+  private async committedSelectSql(t: TableDef, files: CommittedFile[], only: ReadonlySet<string> | null, filled: Set<string> | null): Promise<string> {
+    const cols = only === null ? null : exposed(t, only);
+    const promoted = tablePromoted(t).filter((p) => cols === null || cols.includes(p.name));
+    if (files.length === 0) {
+      const missing = promoted.filter((p) => !t.columns.some((c) => c.name === p.name));
+      if (missing.length === 0) return emptySelectSql(t);
+      const nulls = missing.map((p) => `CAST(NULL AS ${PROMOTED_DUCK_TYPE[p.type]}) AS ${sqlIdent(p.name)}`).join(', ');
+      return `(${emptySelectSql(t)}) UNION ALL BY NAME (SELECT ${nulls} WHERE false)`;
+    }
+    const full = filled === null ? files : files.filter((f) => filled.has(f.key));
+    const bare = filled === null ? [] : files.filter((f) => !filled.has(f.key));
+    const paths = [...(await this.copies(t, full, only)), ...(await columnPaths(this.storage, this.lease, bare, []))];
+    [...full, ...bare].forEach((f, i) => this.copyOf.set(paths[i]!, { table: t.name, key: f.key }));
+    // Small files are copied whole even when only their footer was asked for: those are filled already.
+    for (const f of bare) if (this.lease.holdsWhole(f.key)) filled!.add(f.key);
+    const select = await filledSelectSql(this.conn, promoted, paths, (ps) => readParquetSql(t, ps));
+    if (cols === null) return select;
+    return `SELECT ${[...cols, ...t.partitionKeys.map((k) => k.name)].map(sqlIdent).join(', ')} FROM (${select})`;
+  }
+
+  /** Local copies of `files` of `t` holding what a view exposing `only` (null: every column) reads. */
+  private async copies(t: TableDef, files: CommittedFile[], only: ReadonlySet<string> | null): Promise<string[]> {
+    if (only === null) return this.lease.paths(files);
+    const cols = exposed(t, only);
+    const promoted = tablePromoted(t).filter((p) => cols.includes(p.name));
+    // A promoted column that a file lacks (written before it) is taken from its JSON column: that file's JSON bytes are needed too.
+    return columnPaths(this.storage, this.lease, files, (has) => [...cols, ...promoted.filter((p) => !has.includes(p.name)).map((p) => p.from)]);
+  }
+
+  /**
+   * On an object-store lake, fills the copies of the files the statement's plan reads: DuckDB plans
+   * over copies holding only footers, its partition pruning (filters on `dt`, `event`, `hour`) leaves
+   * the files it will read in the plan, and only their column chunks are fetched. Where the plan
+   * cannot be had (DDL, COPY, a statement that fails to plan), every file is filled.
+   */
+  private async fillPlanned(sql: string): Promise<void> {
+    if (!this.someUnfilled()) return;
+    const need = new Map<string, Set<string> | null>();
+    let plan: unknown;
+    try {
+      const r = await this.conn.runAndReadAll(`SELECT json_serialize_plan(${sqlString(sql)}, optimize := true)`);
+      plan = JSON.parse(String(r.getRows()[0]![0]));
+    } catch {
+      plan = undefined;
+    }
+    if ((plan as { error?: boolean } | undefined)?.error !== false) {
+      for (const t of this.filled.keys()) need.set(t, null);
+    } else {
+      for (const p of plannedFiles(plan)) {
+        const c = this.copyOf.get(p);
+        if (c === undefined) continue;
+        const keys = need.get(c.table) ?? new Set<string>();
+        keys.add(c.key);
+        need.set(c.table, keys);
+      }
+    }
+    await this.fill(need);
+  }
+
+  /** True when a bound table has files whose copies hold only their footer. */
+  private someUnfilled(): boolean {
+    return [...this.filled].some(([t, f]) => f !== null && f.size < (this.files.get(t)?.length ?? 0));
+  }
+
+  /** Fills the copies of the given files of each table (null: all its files) with the columns its view exposes. */
+  private async fill(need: Map<string, Set<string> | null>): Promise<void> {
+    for (const [name, keys] of need) {
+      const filled = this.filled.get(name);
+      if (filled === undefined || filled === null) continue;
+      const files = (this.files.get(name) ?? []).filter((f) => !filled.has(f.key) && (keys === null || keys.has(f.key)));
+      if (files.length === 0) continue;
+      // The copies are linked at the paths the view reads already: filling them changes no SQL.
+      await this.copies(this.tables.find((t) => t.name === name)!, files, this.bound.get(name) ?? null);
+      if (keys === null) this.filled.set(name, null);
+      else files.forEach((f) => filled.add(f.key));
+    }
   }
 
   /** The table whose placeholder (placeholderSql) `err` comes from: one the statement read though no view of it was bound. */
@@ -298,9 +401,8 @@ export class LakeQuery {
   }
 }
 
-/** The CREATE VIEW statement for a table over its committed files (and its live spools, if any), exposing `only` of its columns (null: all) and its partition columns. */
-async function tableViewSql(conn: DuckDBConnection, storage: Storage, t: TableDef, files: CommittedFile[], lease: CacheLease, only: ReadonlySet<string> | null, live: LiveSpool[] = [], tolerant = false): Promise<string> {
-  const committed = await committedSelectSql(conn, storage, t, files, lease, only);
+/** The CREATE VIEW statement for a table over its committed files (`committed`, a SELECT) and its live spools, if any, exposing `only` of its columns (null: all) and its partition columns. */
+function tableViewSql(t: TableDef, committed: string, only: ReadonlySet<string> | null, live: LiveSpool[] = [], tolerant = false): string {
   if (live.length === 0) return `CREATE OR REPLACE VIEW ${sqlIdent(t.name)} AS ${committed}`;
   // Live rows: the spools read as the writer will write them, partition columns computed as the router does.
   const extra = t.partitionKeys
@@ -321,29 +423,24 @@ function exposed(t: TableDef, only: ReadonlySet<string>): string[] {
   return cols.length > 0 || t.partitionKeys.length > 0 ? cols : t.columns.slice(0, 1).map((c) => c.name);
 }
 
-/**
- * SELECT over a table's committed files (an empty, typed SELECT when it has none), with `only` of its
- * data columns (null: all): on an object-store lake only their column chunks are fetched (partial
- * copies in the file cache), so no other column may be read, and the SELECT has no other.
- */
-async function committedSelectSql(conn: DuckDBConnection, storage: Storage, t: TableDef, files: CommittedFile[], lease: CacheLease, only: ReadonlySet<string> | null): Promise<string> {
-  const cols = only === null ? null : exposed(t, only);
-  const promoted = tablePromoted(t).filter((p) => cols === null || cols.includes(p.name));
-  if (files.length === 0) {
-    const missing = promoted.filter((p) => !t.columns.some((c) => c.name === p.name));
-    if (missing.length === 0) return emptySelectSql(t);
-    const nulls = missing.map((p) => `CAST(NULL AS ${PROMOTED_DUCK_TYPE[p.type]}) AS ${sqlIdent(p.name)}`).join(', ');
-    return `(${emptySelectSql(t)}) UNION ALL BY NAME (SELECT ${nulls} WHERE false)`;
-  }
-  // A promoted column that a file lacks (written before it) is taken from its JSON column: that file's JSON bytes are needed too.
-  const paths =
-    cols === null
-      ? await lease.paths(files)
-      : await columnPaths(storage, lease, files, (has) => [...cols, ...promoted.filter((p) => !has.includes(p.name)).map((p) => p.from)]);
-  const select = await filledSelectSql(conn, promoted, paths, (ps) => readParquetSql(t, ps));
-  if (cols === null) return select;
-  return `SELECT ${[...cols, ...t.partitionKeys.map((k) => k.name)].map(sqlIdent).join(', ')} FROM (${select})`;
+/** The local files a plan (`json_serialize_plan`) reads: those of every scan of Parquet files in it. */
+function plannedFiles(plan: unknown): string[] {
+  const out: string[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v !== null && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      const files = (o.function_data as { files?: unknown } | undefined)?.files;
+      if (o.type === 'LOGICAL_GET' && Array.isArray(files)) for (const f of files) out.push(typeof f === 'string' ? f : String((f as { path?: unknown })?.path));
+      Object.values(o).forEach(walk);
+    }
+  };
+  walk(plan);
+  return out;
 }
+
+/** What DuckDB says when it reads the zeros of a partial copy where a page or its header should be. */
+const ZERO_READ_ERROR = /TProtocolException|^Invalid Error/;
 
 /** SELECT over the given local copies of a table's files, Hive partition columns decoded from their paths. */
 function readParquetSql(t: TableDef, paths: string[]): string {

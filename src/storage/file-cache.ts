@@ -351,6 +351,8 @@ export class FileCache {
  */
 export class CacheLease {
   private released = false;
+  /** Keys of the objects whose whole copy (or the object itself, in place) this lease holds. */
+  private readonly wholeKeys = new Set<string>();
 
   constructor(
     private readonly cache: FileCache,
@@ -404,13 +406,22 @@ export class CacheLease {
     return out;
   }
 
+  /** True when the lease holds all of the object's bytes (a whole copy, or the object in place), whatever it was asked for. */
+  holdsWhole(key: string): boolean {
+    return this.wholeKeys.has(key);
+  }
+
   /** The object where DuckDB reads it in place, or its whole copy if the cache has one (a hit), linked into the lease. */
   private async whole(o: CachedObject): Promise<string | undefined> {
     const direct = this.storage.localPath(o.key);
-    if (direct !== undefined) return direct;
+    if (direct !== undefined) {
+      this.wholeKeys.add(o.key);
+      return direct;
+    }
     const use = this.usePath(o.key);
     if (!(await this.link(this.cache.entryPath(o), use))) return undefined;
     this.cache.stats.hits++;
+    this.wholeKeys.add(o.key);
     await this.touch(use);
     return use;
   }
@@ -533,6 +544,7 @@ export class CacheLease {
       this.cache.stats.bytesFetched += got.size;
       if (await this.link(entry, use)) {
         await this.cache.removeStale(o, entry); // after the link: this lease may have held a partial copy
+        this.wholeKeys.add(o.key);
         return use;
       }
       // Evicted by another process between the rename and the link: fetch again (once more at most).

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { EmbeddedCatalog } from '../../src/catalog/embedded-catalog.ts';
 import { listCommittedFiles } from '../../src/catalog/files.ts';
@@ -18,6 +18,7 @@ import { FileSource } from '../../src/source/file-source.ts';
 import { FileCache } from '../../src/storage/file-cache.ts';
 import { S3Storage } from '../../src/storage/s3-storage.ts';
 import type { Storage } from '../../src/storage/storage.ts';
+import { FOOTER_INITIAL_FETCH } from '../../src/writer/parquet-footer.ts';
 import { countingParquetReads } from '../support/counting-storage.ts';
 import { oracleEvents } from '../support/ground-truth.ts';
 import { rerunWithOpenSslLegacyProviderIfNeeded, startS3rverLake } from '../support/s3rver.ts';
@@ -140,6 +141,73 @@ test('a copy grows when a statement needs more columns; the next query, in a new
     whole.close();
   }
   assert.deepEqual(parts(at).filter((p) => p.includes(`${path.sep}tracks${path.sep}`)), [], 'whole copies replaced the partial ones');
+});
+
+test('a filter on a partition column fetches the columns of the partitions it keeps only; the others give their footer', async () => {
+  const files = await tracksFiles();
+  const dayOf = (key: string) => /\/dt=(\d{4}-\d{2}-\d{2})\//.exec(key)![1]!;
+  const days = [...new Set(files.map((f) => dayOf(f.key)))].sort();
+  assert.ok(days.length >= 3 && files.every((f) => f.size > 2 * 1024 * 1024), `${days.length} days, files of ${files.map((f) => f.size)} bytes`);
+  // Ground truth: distinct message ids per event and receivedAt day, from the raw lines.
+  const want = new Map<string, Set<string>>();
+  for (const l of lines) {
+    for (const { valid, event } of oracleEvents(l)) {
+      if (!valid || event!.type !== 'track') continue;
+      const k = `${new Date(String(event!.receivedAt)).toISOString().slice(0, 10)}|${event!.event}`;
+      want.set(k, (want.get(k) ?? new Set()).add(String(event!.messageId)));
+    }
+  }
+  const expect = (keep: (day: string) => boolean) => {
+    const per = new Map<string, number>();
+    for (const [k, ids] of want) if (keep(k.slice(0, 10))) per.set(k.slice(11), (per.get(k.slice(11)) ?? 0) + ids.size);
+    return [...per].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  };
+  const perEvent = (where: string) => `SELECT event, count(DISTINCT message_id) AS n FROM tracks ${where} GROUP BY 1 ORDER BY 1`;
+  const at = `${dir}/cache-pruned`;
+  const counted = countingParquetReads(storage);
+  const q = await LakeQuery.open(counted, new EmbeddedCatalog(counted), { cache: newCache(counted, at) });
+  /** Per day, the columns the cached copies of its tracks file hold. */
+  const held = () => {
+    const out: Record<string, string[][]> = {};
+    for (const e of readdirSync(at, { recursive: true, withFileTypes: true })) {
+      if (!e.isFile() || !e.name.endsWith('.parts') || !e.parentPath.includes(`${path.sep}tracks${path.sep}`)) continue;
+      const { names } = JSON.parse(readFileSync(path.join(e.parentPath, e.name), 'utf8')) as { names: string[] };
+      (out[dayOf(path.join(e.parentPath, '/'))] ??= []).push(names);
+    }
+    return out;
+  };
+  try {
+    assert.deepEqual((await q.query(perEvent(`WHERE dt = DATE '${days[1]}'`))).rows, expect((d) => d === days[1]));
+    assert.deepEqual(held(), Object.fromEntries(days.map((d) => [d, [d === days[1] ? ['event', 'message_id'] : []]])));
+    for (const f of files) {
+      const read = counted.perKey.get(f.key) ?? 0;
+      if (dayOf(f.key) === days[1]) assert.ok(read > FOOTER_INITIAL_FETCH, `${f.key}: ${read} bytes`);
+      else assert.ok(read <= FOOTER_INITIAL_FETCH + 4, `${f.key} is pruned, yet ${read} bytes of it were read`);
+    }
+    // A later statement keeping more partitions fills those; one without a filter, the rest.
+    assert.deepEqual((await q.query(perEvent(`WHERE dt >= DATE '${days[1]}'`))).rows, expect((d) => d >= days[1]!));
+    assert.deepEqual(held()[days[0]!], [[]]);
+    assert.deepEqual((await q.query(perEvent(''))).rows, expect(() => true));
+    assert.deepEqual(held(), Object.fromEntries(days.map((d) => [d, [['event', 'message_id']]])));
+  } finally {
+    q.close();
+  }
+});
+
+test('a statement that reads a file its plan did not show is run again with every file filled (a safety net)', async () => {
+  const whole = await LakeQuery.open(storage, new EmbeddedCatalog(storage), { projection: false, cache: newCache() });
+  const q = await LakeQuery.open(storage, new EmbeddedCatalog(storage), { cache: newCache() });
+  // As if the plan had shown no file: every copy holds its footer only when the statement runs.
+  (q as unknown as { fillPlanned: () => Promise<void> }).fillPlanned = async () => {};
+  try {
+    const sql = 'SELECT event, count(DISTINCT message_id), max(received_at) FROM tracks GROUP BY 1 ORDER BY 1';
+    const got = await q.query(sql);
+    assert.ok(got.rows.length >= 3, JSON.stringify(got.rows));
+    assert.deepEqual(got, await whole.query(sql));
+  } finally {
+    q.close();
+    whole.close();
+  }
 });
 
 test('projection: false, or a local lake, reads whole files as before', async () => {
