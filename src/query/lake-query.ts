@@ -7,7 +7,8 @@ import { listCommittedFiles, type CommittedFile } from '../catalog/files.ts';
 import { QueryError } from '../errors.ts';
 import { FileCache, type CacheLease } from '../storage/file-cache.ts';
 import { statementReads } from './statement-reads.ts';
-import { columnPaths } from '../writer/column-copies.ts';
+import { columnPaths, type RowGroupChoice } from '../writer/column-copies.ts';
+import { rowGroupsMatching, scanFilters, type ScanFilter } from './row-group-filter.ts';
 import { PARTITION_FIELDS, type PartitionField } from '../partition/spec.ts';
 import type { Storage } from '../storage/storage.ts';
 import { openDuckDB, sqlIdent, sqlString, type DuckDBOptions } from '../writer/duckdb.ts';
@@ -74,11 +75,12 @@ export class LakeQuery {
   /** The committed files of each bound table, as listed when it was first bound. */
   private readonly files = new Map<string, CommittedFile[]>();
   /**
-   * Per bound table of an object-store lake, the keys of the files whose copies hold the view's
-   * columns (null: every file's do); the other files' copies hold only their footer, enough for
-   * DuckDB to plan over them (hive partition values, row counts), until a plan reads them (fillPlanned).
+   * Per bound table of an object-store lake, the files whose copies hold the view's columns, by key:
+   * in the row groups given (null: all). The other files' copies hold only their footer, enough for
+   * DuckDB to plan over them (hive partition values, row counts), until a plan reads them
+   * (fillPlanned). null for a table: every file whole.
    */
-  private readonly filled = new Map<string, Set<string> | null>();
+  private readonly filled = new Map<string, Map<string, ReadonlySet<number> | null> | null>();
   /** The table and key of each local copy the views read, to map a plan's files back to them. */
   private readonly copyOf = new Map<string, { table: string; key: string }>();
   /** Live spools are read the tolerant way (spoolSelectSql): one of them holds an event that repeats a key. */
@@ -228,7 +230,7 @@ export class LakeQuery {
       // Listed once: bound again with more columns, the table still holds the files its first statement read.
       const files = this.files.get(t.name) ?? (await listCommittedFiles(this.storage, this.catalog, t.name));
       this.files.set(t.name, files);
-      const filled = this.narrow ? (this.filled.get(t.name) ?? new Set<string>()) : null;
+      const filled = this.narrow ? (this.filled.get(t.name) ?? new Map<string, ReadonlySet<number> | null>()) : null;
       const committed = await this.committedSelectSql(t, files, only, filled);
       await this.conn.run(tableViewSql(t, committed, only, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
       this.bound.set(t.name, only);
@@ -242,10 +244,10 @@ export class LakeQuery {
    * SELECT over a table's committed files (an empty, typed SELECT when it has none), with `only` of its
    * data columns (null: all). On an object-store lake only their column chunks are fetched (partial
    * copies in the file cache), so no other column may be read, and the SELECT has no other; and only
-   * for the files in `filled` (null: all), the others' copies holding their footer alone (`filled`
-   * gains those of them copied whole).
+   * for the files in `filled` (null: all), in the row groups it gives, the others' copies holding
+   * their footer alone (`filled` gains those of them copied whole).
    */
-  private async committedSelectSql(t: TableDef, files: CommittedFile[], only: ReadonlySet<string> | null, filled: Set<string> | null): Promise<string> {
+  private async committedSelectSql(t: TableDef, files: CommittedFile[], only: ReadonlySet<string> | null, filled: Map<string, ReadonlySet<number> | null> | null): Promise<string> {
     const cols = only === null ? null : exposed(t, only);
     const promoted = tablePromoted(t).filter((p) => cols === null || cols.includes(p.name));
     if (files.length === 0) {
@@ -256,33 +258,33 @@ export class LakeQuery {
     }
     const full = filled === null ? files : files.filter((f) => filled.has(f.key));
     const bare = filled === null ? [] : files.filter((f) => !filled.has(f.key));
-    const paths = [...(await this.copies(t, full, only)), ...(await columnPaths(this.storage, this.lease, bare, []))];
+    const paths = [...(await this.copies(t, full, only, (o) => filled?.get(o.key) ?? null)), ...(await columnPaths(this.storage, this.lease, bare, []))];
     [...full, ...bare].forEach((f, i) => this.copyOf.set(paths[i]!, { table: t.name, key: f.key }));
     // Small files are copied whole even when only their footer was asked for: those are filled already.
-    for (const f of bare) if (this.lease.holdsWhole(f.key)) filled!.add(f.key);
+    for (const f of bare) if (this.lease.holdsWhole(f.key)) filled!.set(f.key, null);
     const select = await filledSelectSql(this.conn, promoted, paths, (ps) => readParquetSql(t, ps));
     if (cols === null) return select;
     return `SELECT ${[...cols, ...t.partitionKeys.map((k) => k.name)].map(sqlIdent).join(', ')} FROM (${select})`;
   }
 
-  /** Local copies of `files` of `t` holding what a view exposing `only` (null: every column) reads. */
-  private async copies(t: TableDef, files: CommittedFile[], only: ReadonlySet<string> | null): Promise<string[]> {
+  /** Local copies of `files` of `t` holding what a view exposing `only` (null: every column, whole files) reads, in the row groups `groups` gives. */
+  private async copies(t: TableDef, files: CommittedFile[], only: ReadonlySet<string> | null, groups: RowGroupChoice): Promise<string[]> {
     if (only === null) return this.lease.paths(files);
     const cols = exposed(t, only);
     const promoted = tablePromoted(t).filter((p) => cols.includes(p.name));
     // A promoted column that a file lacks (written before it) is taken from its JSON column: that file's JSON bytes are needed too.
-    return columnPaths(this.storage, this.lease, files, (has) => [...cols, ...promoted.filter((p) => !has.includes(p.name)).map((p) => p.from)]);
+    return columnPaths(this.storage, this.lease, files, (has) => [...cols, ...promoted.filter((p) => !has.includes(p.name)).map((p) => p.from)], groups);
   }
 
   /**
    * On an object-store lake, fills the copies of the files the statement's plan reads: DuckDB plans
-   * over copies holding only footers, its partition pruning (filters on `dt`, `event`, `hour`) leaves
-   * the files it will read in the plan, and only their column chunks are fetched. Where the plan
-   * cannot be had (DDL, COPY, a statement that fails to plan), every file is filled.
+   * over copies holding only footers; its partition pruning (filters on `dt`, `event`, `hour`) leaves
+   * the files it will read in the plan, and of those only the row groups whose statistics the filters
+   * it pushes into the scan do not rule out (row-group-filter.ts) get their column chunks. Where the
+   * plan cannot be had (DDL, COPY, a statement that fails to plan), every file is filled.
    */
   private async fillPlanned(sql: string): Promise<void> {
     if (!this.someUnfilled()) return;
-    const need = new Map<string, Set<string> | null>();
     let plan: unknown;
     try {
       const r = await this.conn.runAndReadAll(`SELECT json_serialize_plan(${sqlString(sql)}, optimize := true)`);
@@ -290,36 +292,53 @@ export class LakeQuery {
     } catch {
       plan = undefined;
     }
-    if ((plan as { error?: boolean } | undefined)?.error !== false) {
-      for (const t of this.filled.keys()) need.set(t, null);
-    } else {
-      for (const p of plannedFiles(plan)) {
+    if ((plan as { error?: boolean } | undefined)?.error !== false) return this.fill(new Map([...this.filled.keys()].map((t) => [t, null])));
+    // Per table and file, the filters of each scan reading it (null: a scan reads all of it).
+    const need = new Map<string, Map<string, ScanFilter[][] | null>>();
+    for (const scan of plannedScans(plan)) {
+      for (const p of scan.files) {
         const c = this.copyOf.get(p);
         if (c === undefined) continue;
-        const keys = need.get(c.table) ?? new Set<string>();
-        keys.add(c.key);
+        const keys = need.get(c.table) ?? new Map<string, ScanFilter[][] | null>();
+        const had = keys.get(c.key);
+        keys.set(c.key, had === null || scan.filters.length === 0 ? null : [...(had ?? []), scan.filters]);
         need.set(c.table, keys);
       }
     }
     await this.fill(need);
   }
 
-  /** True when a bound table has files whose copies hold only their footer. */
+  /** True when a bound table has files whose copies hold only their footer, or some of their row groups. */
   private someUnfilled(): boolean {
-    return [...this.filled].some(([t, f]) => f !== null && f.size < (this.files.get(t)?.length ?? 0));
+    return [...this.filled].some(([t, f]) => f !== null && (f.size < (this.files.get(t)?.length ?? 0) || [...f.values()].some((g) => g !== null)));
   }
 
-  /** Fills the copies of the given files of each table (null: all its files) with the columns its view exposes. */
-  private async fill(need: Map<string, Set<string> | null>): Promise<void> {
+  /**
+   * Fills the copies of the given files of each table (null: all its files, whole) with the columns its
+   * view exposes: in every row group, or in those the filters of some scan reading the file may match.
+   */
+  private async fill(need: Map<string, Map<string, ScanFilter[][] | null> | null>): Promise<void> {
     for (const [name, keys] of need) {
       const filled = this.filled.get(name);
       if (filled === undefined || filled === null) continue;
-      const files = (this.files.get(name) ?? []).filter((f) => !filled.has(f.key) && (keys === null || keys.has(f.key)));
+      const files = (this.files.get(name) ?? []).filter((f) => filled.get(f.key) !== null && (keys === null || keys.has(f.key)));
       if (files.length === 0) continue;
+      const held = new Map<string, ReadonlySet<number> | null>();
+      const groups: RowGroupChoice = (o, meta) => {
+        const scans = keys === null ? null : keys.get(o.key)!;
+        const had = filled.get(o.key);
+        let g: Set<number> | null = null;
+        if (scans !== null && had !== null) {
+          g = new Set(had ?? []);
+          for (const filters of scans) for (const i of rowGroupsMatching(meta, filters)) g.add(i);
+          if (g.size === meta.row_groups.length) g = null;
+        }
+        held.set(o.key, g);
+        return g;
+      };
       // The copies are linked at the paths the view reads already: filling them changes no SQL.
-      await this.copies(this.tables.find((t) => t.name === name)!, files, this.bound.get(name) ?? null);
-      if (keys === null) this.filled.set(name, null);
-      else files.forEach((f) => filled.add(f.key));
+      await this.copies(this.tables.find((t) => t.name === name)!, files, this.bound.get(name) ?? null, groups);
+      for (const f of files) filled.set(f.key, this.lease.holdsWhole(f.key) ? null : (held.get(f.key) ?? null));
     }
   }
 
@@ -423,15 +442,17 @@ function exposed(t: TableDef, only: ReadonlySet<string>): string[] {
   return cols.length > 0 || t.partitionKeys.length > 0 ? cols : t.columns.slice(0, 1).map((c) => c.name);
 }
 
-/** The local files a plan (`json_serialize_plan`) reads: those of every scan of Parquet files in it. */
-function plannedFiles(plan: unknown): string[] {
-  const out: string[] = [];
+/** The scans of files in a plan (`json_serialize_plan`): the local files each reads and the filters pushed into it. */
+function plannedScans(plan: unknown): Array<{ files: string[]; filters: ScanFilter[] }> {
+  const out: Array<{ files: string[]; filters: ScanFilter[] }> = [];
   const walk = (v: unknown): void => {
     if (Array.isArray(v)) v.forEach(walk);
     else if (v !== null && typeof v === 'object') {
       const o = v as Record<string, unknown>;
       const files = (o.function_data as { files?: unknown } | undefined)?.files;
-      if (o.type === 'LOGICAL_GET' && Array.isArray(files)) for (const f of files) out.push(typeof f === 'string' ? f : String((f as { path?: unknown })?.path));
+      if (o.type === 'LOGICAL_GET' && Array.isArray(files)) {
+        out.push({ files: files.map((f) => (typeof f === 'string' ? f : String((f as { path?: unknown })?.path))), filters: scanFilters(o) });
+      }
       Object.values(o).forEach(walk);
     }
   };

@@ -53,9 +53,22 @@ export type RangeReader = (start: number, end: number) => Promise<Buffer>;
 /**
  * What a partial copy of an object must hold, decided from the object's own bytes (its index, read
  * through `read`): named parts (a copy holding a superset of the names is used as it is) and the byte
- * ranges of any set of names; null where the whole object is needed (or costs no more).
+ * ranges of any set of names; null where the whole object is needed (or costs no more). A part named
+ * `<name>@<sub>` is a piece of the part `<name>`, which covers it (a column's chunk in one row group).
  */
 export type PartialPlanner = (o: CachedObject, read: RangeReader) => Promise<{ names: string[]; ranges(names: string[]): Array<[number, number]> | null } | null>;
+
+/** True when parts `held` include part `n`, or the whole part `n` is a piece of (see PartialPlanner). */
+function covers(held: readonly string[], n: string): boolean {
+  const at = n.lastIndexOf('@');
+  return held.includes(n) || (at > 0 && held.includes(n.slice(0, at)));
+}
+
+/** The parts of `names`, sorted, without those a whole part among them covers. */
+function unionParts(names: readonly string[]): string[] {
+  const all = [...new Set(names)];
+  return all.filter((n) => !(n.lastIndexOf('@') > 0 && covers(all.filter((m) => m !== n), n))).sort();
+}
 
 /** A partial copy's sidecar (`<copy>.parts`): the parts it holds and their byte ranges. Written before the copy, never changed. */
 interface PartsFile {
@@ -327,7 +340,7 @@ export class FileCache {
       try {
         if (holds !== undefined && name.startsWith(`${version}.p`)) {
           const parts = await readParts(p);
-          if (parts === undefined || !parts.names.every((n) => holds.includes(n))) continue; // no sidecar: eviction takes it
+          if (parts === undefined || !parts.names.every((n) => covers(holds, n))) continue; // no sidecar: eviction takes it
         }
         if ((await fsp.stat(p)).nlink > 1) continue; // a running query reads it; eviction takes it later
         await fsp.unlink(p);
@@ -435,7 +448,7 @@ export class CacheLease {
       const read = rangeReader(this.storage, o, have, this.cache.stats);
       const want = await plan(o, read);
       if (want === null) return null;
-      const fits = have.find((h) => want.names.every((n) => h.names.includes(n)));
+      const fits = have.find((h) => want.names.every((n) => covers(h.names, n)));
       if (fits !== undefined) {
         if (await this.link(fits.path, use)) {
           this.cache.stats.hits++;
@@ -445,7 +458,7 @@ export class CacheLease {
         continue; // evicted meanwhile: look again
       }
       // One copy holding what every copy held and what is asked: the older ones are removed after.
-      const names = [...new Set([...want.names, ...have.flatMap((h) => h.names)])].sort();
+      const names = unionParts([...want.names, ...have.flatMap((h) => h.names)]);
       const ranges = want.ranges(names);
       if (ranges === null) return null;
       const copy = this.cache.partialPath(o, names);

@@ -22,7 +22,7 @@ export type ColumnChoice = readonly string[] | ((fileColumns: readonly string[])
  * 2% of the S3 bench's tracks files). The copies stay in the cache, for the next query, and grow
  * when one needs more columns.
  */
-export async function columnPaths(storage: Storage, lease: CacheLease, files: CachedObject[], columns: ColumnChoice): Promise<string[]> {
+export async function columnPaths(storage: Storage, lease: CacheLease, files: CachedObject[], columns: ColumnChoice, rowGroups?: RowGroupChoice): Promise<string[]> {
   const choose = typeof columns === 'function' ? columns : () => columns;
   return lease.partialPaths(files, async (o, read) => {
     // A small file: its ranges would be joined across the gaps (MERGE_GAP) into most of it anyway.
@@ -30,7 +30,10 @@ export async function columnPaths(storage: Storage, lease: CacheLease, files: Ca
     const meta = await parquetMetadataVia(read, o.size, `${storage.root}/${o.key}`);
     // The file's tail, read for the footer (and kept by the reader): the copy holds it as it is.
     const tailStart = Math.max(0, o.size - FOOTER_INITIAL_FETCH);
-    const names = [...new Set(choose(topLevelNames(meta.schema)))].sort();
+    const groups = rowGroups?.(o, meta) ?? null;
+    const columnNames = [...new Set(choose(topLevelNames(meta.schema)))];
+    // A column's chunks in some row groups only are the parts `<column>@<row group>` (file-cache.ts).
+    const names = (groups === null || groups.size === meta.row_groups.length ? columnNames : columnNames.flatMap((c) => [...groups].map((g) => `${c}@${g}`))).sort();
     return {
       names,
       ranges: (held) => {
@@ -43,6 +46,9 @@ export async function columnPaths(storage: Storage, lease: CacheLease, files: Ca
     };
   });
 }
+
+/** Which row groups of a file to copy the chosen columns of, from its footer (null: all of them). */
+export type RowGroupChoice = (o: CachedObject, meta: Awaited<ReturnType<typeof readParquetMetadata>>) => ReadonlySet<number> | null;
 
 /** Names of the file's top-level columns (the root's children; nested fields skipped). */
 function topLevelNames(schema: ReadonlyArray<{ name: string; num_children?: number }>): string[] {
@@ -57,7 +63,10 @@ function subtreeSize(schema: ReadonlyArray<{ num_children?: number }>, j: number
   return size;
 }
 
-/** The byte ranges [start, end) of a copy holding `columns`, merged and sorted; null when a needed range's length is unknown. */
+/**
+ * The byte ranges [start, end) of a copy holding `columns`, merged and sorted; null when a needed
+ * range's length is unknown. A name `<column>@<i>` stands for that column's chunk in row group i only.
+ */
 export function chunkRanges(
   meta: Awaited<ReturnType<typeof readParquetMetadata>>,
   columns: ReadonlySet<string>,
@@ -68,10 +77,10 @@ export function chunkRanges(
     [0, 4],
     [footerStart, size],
   ];
-  for (const rg of meta.row_groups) {
+  for (const [i, rg] of meta.row_groups.entries()) {
     for (const c of rg.columns) {
       const m = c.meta_data;
-      if (m === undefined || !columns.has(m.path_in_schema[0]!)) continue;
+      if (m === undefined || !(columns.has(m.path_in_schema[0]!) || columns.has(`${m.path_in_schema[0]!}@${i}`))) continue;
       const data = Number(m.data_page_offset);
       const dict = m.dictionary_page_offset === undefined ? undefined : Number(m.dictionary_page_offset);
       const start = dict !== undefined && dict > 0 && dict < data ? dict : data;

@@ -262,3 +262,35 @@ test('a partial copy another process made meanwhile, holding parts this one lack
   l2.release();
   assert.deepEqual(await parts(mine), ['a,b']);
 });
+
+test('a part covers its pieces (`<name>@<sub>`): a copy of the whole part serves a piece; pieces grow into a copy with both; the whole part replaces them', async () => {
+  const storage = await s3();
+  const size = 1024 * 1024;
+  const body = Buffer.alloc(size, 7);
+  await storage.put('t/dt=2026-11-20/p.parquet', body);
+  const o = await listed(storage, 't/dt=2026-11-20/p.parquet');
+  // Part a is two pieces (a@0, a@1), as a column's chunks in two row groups.
+  const at: Record<string, Array<[number, number]>> = { 'a@0': [[0, 4096]], 'a@1': [[512 * 1024, 516 * 1024]] };
+  at.a = [...at['a@0']!, ...at['a@1']!];
+  const plan = (want: string[]): PartialPlanner => async () => ({
+    names: want,
+    ranges: (names) => [...new Set(names.flatMap((n) => at[n]!.map((r) => r.join('-'))))].map((r) => r.split('-').map(Number) as [number, number]).sort((x, y) => x[0] - y[0]),
+  });
+  const cache = new FileCache(storage, { dir: tempDir('fc-pieces') });
+  const parts = () =>
+    readdirSync(path.dirname(cache.entryPath(o)))
+      .filter((n) => n.endsWith('.parts'))
+      .map((n) => (JSON.parse(readFileSync(path.join(path.dirname(cache.entryPath(o)), n), 'utf8')) as { names: string[] }).names);
+  const l = cache.lease();
+  await l.partialPaths([o], plan(['a@0']));
+  await l.partialPaths([o], plan(['a@1']));
+  assert.deepEqual(parts(), [['a@0', 'a@1']], 'pieces grow into one copy holding both');
+  assert.equal(cache.stats.bytesFetched, 8192);
+  await l.partialPaths([o], plan(['a']));
+  assert.deepEqual(parts(), [['a']], 'the whole part replaces its pieces');
+  const fetched = cache.stats.bytesFetched;
+  const [p] = await l.partialPaths([o], plan(['a@1']));
+  assert.deepEqual([parts(), cache.stats.bytesFetched], [[['a']], fetched], 'a piece is served by the whole part, nothing fetched');
+  assert.deepEqual(readFileSync(p!).subarray(512 * 1024, 516 * 1024), body.subarray(512 * 1024, 516 * 1024));
+  l.release();
+});
