@@ -26,10 +26,11 @@ input runs each statement in turn and stops at the first error (exit 1).
 A lake on S3 is read through a local cache of the files the query needs, keyed by their ETags: the
 files of the tables it reads that its filters on partition columns (dt, event, hour) keep (of the
 others only the footer), and in them the row groups its filters on text columns (event = '...') may
-match, by their statistics. Of each file only the columns the statement names are fetched (its footer and those column chunks, by
-range reads, into a partial copy that grows when a later statement needs more); a statement that
-reads columns it does not name (SELECT * over a table, DESCRIBE, PIVOT, ...) or most of a file gets
-whole files, as does --whole-files (to fill the cache for later, offline use). --cache-dir (default
+match, by their statistics. Of those only the columns the statement names are fetched (the footer
+and those column chunks, by range reads, into a partial copy that grows when a later statement
+needs more); a statement that reads columns it does not name (SELECT * over a table, DESCRIBE,
+PIVOT, ...) or most of a file gets whole files, as does --whole-files (to fill the cache for later,
+offline use). --cache-dir (default
 $TRIBUTARY_CACHE, else ~/.cache/tributary or the OS's cache directory) and --cache-max-bytes
 (default $TRIBUTARY_CACHE_MAX_BYTES, else 10GiB; least recently used copies go first, never one a
 running query reads). --verbose reports cache hits, misses and bytes fetched on standard error.
