@@ -105,6 +105,14 @@ const day = days[Math.floor(days.length / 2)];
 const DAY_SQL = SQL.replace(' GROUP BY', ` AND dt = DATE '${day}' GROUP BY`);
 const coldDay: number[] = [];
 let fetchedDay = { files: 0, bytes: 0 };
+// One event (files are ordered by event): only the row groups whose statistics can hold it get their
+// chunks; beside it the same columns of every row group, as before row-group pruning (no filter).
+const EVENT_SQL = "SELECT count(*) AS n, count(DISTINCT anonymous_id) AS u FROM tracks WHERE event = 'Experiment Clicked'";
+const ALL_EVENTS_SQL = 'SELECT event, count(*) AS n, count(DISTINCT anonymous_id) AS u FROM tracks GROUP BY 1';
+const coldEvent: number[] = [];
+const coldAllEvents: number[] = [];
+let fetchedEvent = 0;
+let fetchedAllEvents = 0;
 const cold: number[] = [];
 const coldWhole: number[] = [];
 const coldAb: number[] = [];
@@ -129,6 +137,12 @@ for (let i = 0; i < 3; i++) {
   const oneDay = new FileCache(storage, { dir: path.join(WORK, `cache-day-${i}`) });
   coldDay.push(await timed(oneDay, DAY_SQL));
   fetchedDay = { files: oneDay.stats.misses, bytes: oneDay.stats.bytesFetched };
+  const oneEvent = new FileCache(storage, { dir: path.join(WORK, `cache-event-${i}`) });
+  coldEvent.push(await timed(oneEvent, EVENT_SQL));
+  fetchedEvent = oneEvent.stats.bytesFetched;
+  const allEvents = new FileCache(storage, { dir: path.join(WORK, `cache-all-events-${i}`) });
+  coldAllEvents.push(await timed(allEvents, ALL_EVENTS_SQL));
+  fetchedAllEvents = allEvents.stats.bytesFetched;
 }
 const warmCache = new FileCache(storage, { dir: path.join(WORK, 'cache-cold-0') });
 const warmWholeCache = new FileCache(storage, { dir: path.join(WORK, 'cache-whole-0') });
@@ -209,6 +223,7 @@ const lines = [
   `| query, cold cache, only the columns it names (${fetched.files} files, ${(fetched.bytes / 1e6).toFixed(1)} MB fetched) | ${Math.round(coldMs)} ms | runs: ${cold.map((x) => Math.round(x)).join(', ')} ms; whole files (projection: false, interleaved): ${(fetchedWhole.bytes / 1e6).toFixed(1)} MB in ${fetchedWhole.files} files, median ${Math.round(median(coldWhole))} ms (**${(fetchedWhole.bytes / fetched.bytes).toFixed(1)}×** the bytes) |`,
   `| \`${AB_SQL}\` (the A/B view), cold cache, only the columns it names | ${Math.round(median(coldAb))} ms, ${(fetchedAb / 1e6).toFixed(1)} MB fetched | whole files (interleaved): median ${Math.round(median(coldAbWhole))} ms, ${(fetchedAbWhole / 1e6).toFixed(1)} MB (**${(fetchedAbWhole / fetchedAb).toFixed(1)}×** the bytes) |`,
   `| the query on one day of ${days.length} (\`AND dt = DATE '${day}'\`), cold cache: that day's columns, the other files' footers | ${Math.round(median(coldDay))} ms, ${(fetchedDay.bytes / 1e6).toFixed(2)} MB fetched | every day's columns, as before partition pruning (the query above): ${(fetched.bytes / 1e6).toFixed(1)} MB (**${(fetched.bytes / fetchedDay.bytes).toFixed(1)}×** the bytes), median ${Math.round(coldMs)} ms |`,
+  `| \`${EVENT_SQL}\`, cold cache: the row groups that can hold the event | ${Math.round(median(coldEvent))} ms, ${(fetchedEvent / 1e6).toFixed(2)} MB fetched | the same columns of every row group (\`${ALL_EVENTS_SQL}\`, interleaved): median ${Math.round(median(coldAllEvents))} ms, ${(fetchedAllEvents / 1e6).toFixed(2)} MB (**${(fetchedAllEvents / fetchedEvent).toFixed(1)}×** the bytes) |`,
   `| describe the lake (\`tributary tables\`: ${describedRows.toLocaleString('en-US')} rows in ${allFiles.length} files), footers by range reads | ${Math.round(describeMs)} ms, ${(footerBytes / 1e6).toFixed(2)} MB read | before range reads every file was fetched: ${Math.round(fetchAllMs)} ms for ${(fetchAll.stats.bytesFetched / 1e6).toFixed(1)} MB (**${(fetchAllMs / describeMs).toFixed(1)}×** the time) |`,
   `| verify of the ${EVENTS.toLocaleString('en-US')} input events against the lake (\`tributary verify\`), message_id chunks by range reads | ${verifySeconds.toFixed(1)} s, ${(verifyBytes / 1e6).toFixed(1)} MB read, parity ${verified.parity} | before column copies every file was fetched whole: ${(fetchAll.stats.bytesFetched / 1e6).toFixed(1)} MB (**${(fetchAll.stats.bytesFetched / verifyBytes).toFixed(1)}×** the bytes) |`,
   `| query, warm cache (0 fetched), from the partial copies | ${Math.round(warmMs)} ms | **${(coldMs / warmMs).toFixed(1)}×** faster warm; runs: ${warm.map((x) => Math.round(x)).join(', ')} ms; from whole copies (interleaved): median ${Math.round(median(warmWhole))} ms |`,

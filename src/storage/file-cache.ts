@@ -59,15 +59,15 @@ export type RangeReader = (start: number, end: number) => Promise<Buffer>;
 export type PartialPlanner = (o: CachedObject, read: RangeReader) => Promise<{ names: string[]; ranges(names: string[]): Array<[number, number]> | null } | null>;
 
 /** True when parts `held` include part `n`, or the whole part `n` is a piece of (see PartialPlanner). */
-function covers(held: readonly string[], n: string): boolean {
+function covers(held: ReadonlySet<string>, n: string): boolean {
   const at = n.lastIndexOf('@');
-  return held.includes(n) || (at > 0 && held.includes(n.slice(0, at)));
+  return held.has(n) || (at > 0 && held.has(n.slice(0, at)));
 }
 
-/** The parts of `names`, sorted, without those a whole part among them covers. */
+/** The parts of `names`, sorted, without the pieces a whole part among them covers. */
 function unionParts(names: readonly string[]): string[] {
-  const all = [...new Set(names)];
-  return all.filter((n) => !(n.lastIndexOf('@') > 0 && covers(all.filter((m) => m !== n), n))).sort();
+  const all = new Set(names);
+  return [...all].filter((n) => n.lastIndexOf('@') <= 0 || !all.has(n.slice(0, n.lastIndexOf('@')))).sort();
 }
 
 /** A partial copy's sidecar (`<copy>.parts`): the parts it holds and their byte ranges. Written before the copy, never changed. */
@@ -328,6 +328,7 @@ export class FileCache {
     const dir = path.dirname(current);
     const same = new RegExp(`^${escapeRegExp(stem)}\\.v[0-9a-f]{16}(\\.p[0-9a-f]{16})?${escapeRegExp(ext)}$`);
     const version = /^(.*\.v[0-9a-f]{16})/.exec(path.basename(current))?.[1];
+    const held = new Set(holds);
     let names: string[];
     try {
       names = await fsp.readdir(dir);
@@ -340,7 +341,7 @@ export class FileCache {
       try {
         if (holds !== undefined && name.startsWith(`${version}.p`)) {
           const parts = await readParts(p);
-          if (parts === undefined || !parts.names.every((n) => covers(holds, n))) continue; // no sidecar: eviction takes it
+          if (parts === undefined || !parts.names.every((n) => covers(held, n))) continue; // no sidecar: eviction takes it
         }
         if ((await fsp.stat(p)).nlink > 1) continue; // a running query reads it; eviction takes it later
         await fsp.unlink(p);
@@ -448,7 +449,10 @@ export class CacheLease {
       const read = rangeReader(this.storage, o, have, this.cache.stats);
       const want = await plan(o, read);
       if (want === null) return null;
-      const fits = have.find((h) => want.names.every((n) => covers(h.names, n)));
+      const fits = have.find((h) => {
+        const held = new Set(h.names);
+        return want.names.every((n) => covers(held, n));
+      });
       if (fits !== undefined) {
         if (await this.link(fits.path, use)) {
           this.cache.stats.hits++;
