@@ -83,6 +83,8 @@ export class LakeQuery {
   private readonly filled = new Map<string, Map<string, ReadonlySet<number> | null> | null>();
   /** The table and key of each local copy the views read, to map a plan's files back to them. */
   private readonly copyOf = new Map<string, { table: string; key: string }>();
+  /** The view of each bound table that has live spools: over its committed files alone, and with the spools (see plan). */
+  private readonly liveViews = new Map<string, { committed: string; live: string }>();
   /** Live spools are read the tolerant way (spoolSelectSql): one of them holds an event that repeats a key. */
   private tolerantLive = false;
   /** SQL of the registered views, to follow a view to the tables it reads. */
@@ -232,7 +234,10 @@ export class LakeQuery {
       this.files.set(t.name, files);
       const filled = this.narrow ? (this.filled.get(t.name) ?? new Map<string, ReadonlySet<number> | null>()) : null;
       const committed = await this.committedSelectSql(t, files, only, filled);
-      await this.conn.run(tableViewSql(t, committed, only, this.spools.filter((sp) => sp.table === t.name), this.tolerantLive));
+      const spools = this.spools.filter((sp) => sp.table === t.name);
+      const view = tableViewSql(t, committed, only, spools, this.tolerantLive);
+      if (spools.length > 0) this.liveViews.set(t.name, { committed: tableViewSql(t, committed, only), live: view });
+      await this.conn.run(view);
       this.bound.set(t.name, only);
       this.filled.set(t.name, filled);
       changed = true;
@@ -285,14 +290,8 @@ export class LakeQuery {
    */
   private async fillPlanned(sql: string): Promise<void> {
     if (!this.someUnfilled()) return;
-    let plan: unknown;
-    try {
-      const r = await this.conn.runAndReadAll(`SELECT json_serialize_plan(${sqlString(sql)}, optimize := true)`);
-      plan = JSON.parse(String(r.getRows()[0]![0]));
-    } catch {
-      plan = undefined;
-    }
-    if ((plan as { error?: boolean } | undefined)?.error !== false) return this.fill(new Map([...this.filled.keys()].map((t) => [t, null])));
+    const plan = await this.plan(sql);
+    if (plan === undefined) return this.fill(new Map([...this.filled.keys()].map((t) => [t, null])));
     // Per table and file, the filters of each scan reading it (null: a scan reads all of it).
     const need = new Map<string, Map<string, ScanFilter[][] | null>>();
     for (const scan of plannedScans(plan)) {
@@ -306,6 +305,35 @@ export class LakeQuery {
       }
     }
     await this.fill(need);
+  }
+
+  /**
+   * DuckDB's optimized plan of `sql` (`json_serialize_plan`), or undefined where it has none. DuckDB
+   * cannot serialize its scan of the live spools (NDJSON), so tables with spools are planned over
+   * their committed files alone: the filters it pushes into the Parquet scans are the same.
+   */
+  private async plan(sql: string): Promise<unknown> {
+    const serialize = async (): Promise<unknown> => {
+      try {
+        const r = await this.conn.runAndReadAll(`SELECT json_serialize_plan(${sqlString(sql)}, optimize := true)`);
+        const plan = JSON.parse(String(r.getRows()[0]![0])) as { error?: boolean };
+        return plan.error === false ? plan : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const plan = await serialize();
+    if (plan !== undefined || this.liveViews.size === 0) return plan;
+    const swap = async (which: 'committed' | 'live') => {
+      for (const v of this.liveViews.values()) await this.conn.run(v[which]);
+      await this.registerViews();
+    };
+    await swap('committed');
+    try {
+      return await serialize();
+    } finally {
+      await swap('live');
+    }
   }
 
   /** True when a bound table has files whose copies hold only their footer, or some of their row groups. */

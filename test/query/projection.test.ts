@@ -248,6 +248,15 @@ test('a live query over an S3 lake: the committed files\' column chunks ∪ the 
       const got = await queryLive(counted, new EmbeddedCatalog(counted), ingestor, sql, { cache: newCache(counted, at) });
       assert.deepEqual(got, await queryLive(storage, catalog, ingestor, sql, { projection: false, cache: newCache() }), sql);
     }
+    // With a filter on one day: the live rows still count, and the committed files of other days give their footer only.
+    const days = [...new Set((await tracksFiles()).map((f) => /\/dt=([^/]+)\//.exec(f.key)![1]!))].sort();
+    const oneDay = `SELECT count(*), count(DISTINCT message_id) FROM tracks WHERE dt = DATE '${days[1]}'`;
+    const pruned = `${dir}/cache-live-day`;
+    assert.deepEqual(await queryLive(storage, catalog, ingestor, oneDay, { cache: newCache(storage, pruned) }), await queryLive(storage, catalog, ingestor, oneDay, { projection: false, cache: newCache() }));
+    const held = readdirSync(pruned, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile() && e.name.endsWith('.parts') && e.parentPath.includes(`${path.sep}tracks${path.sep}`))
+      .map((e) => [/dt=([^/\\]+)/.exec(e.parentPath)![1], (JSON.parse(readFileSync(path.join(e.parentPath, e.name), 'utf8')) as { names: string[] }).names.length > 0]);
+    assert.deepEqual(held.sort(), days.map((d) => [d, d === days[1]]), 'only that day\'s committed file holds columns');
   } finally {
     ac.abort();
     await running;
