@@ -291,6 +291,8 @@ export class LakeQuery {
   private async fillPlanned(sql: string): Promise<void> {
     if (!this.someUnfilled()) return;
     const plan = await this.plan(sql);
+    // The statement is wrong (it fails as it is run, having read nothing), or the net below catches a read.
+    if (plan === 'fails') return;
     if (plan === undefined) return this.fill(new Map([...this.filled.keys()].map((t) => [t, null])));
     // Per table and file, the filters of each scan reading it (null: a scan reads all of it).
     const need = new Map<string, Map<string, ScanFilter[][] | null>>();
@@ -308,16 +310,21 @@ export class LakeQuery {
   }
 
   /**
-   * DuckDB's optimized plan of `sql` (`json_serialize_plan`), or undefined where it has none. DuckDB
-   * cannot serialize its scan of the live spools (NDJSON), so tables with spools are planned over
-   * their committed files alone: the filters it pushes into the Parquet scans are the same.
+   * DuckDB's optimized plan of `sql` (`json_serialize_plan`); 'fails' where DuckDB cannot parse or
+   * bind it (a typo, a missing table or column: it fails as it runs, or binds again, see query; a
+   * PRAGMA, which reads no table); undefined where it has no plan for other reasons. DuckDB cannot
+   * serialize its scan of the live spools (NDJSON), so tables with spools are planned over their
+   * committed files alone: the filters it pushes into the Parquet scans are the same.
    */
   private async plan(sql: string): Promise<unknown> {
     const serialize = async (): Promise<unknown> => {
       try {
         const r = await this.conn.runAndReadAll(`SELECT json_serialize_plan(${sqlString(sql)}, optimize := true)`);
-        const plan = JSON.parse(String(r.getRows()[0]![0])) as { error?: boolean };
-        return plan.error === false ? plan : undefined;
+        // A constant folded to a non-finite double is written as a bare Infinity or NaN, which JSON has not.
+        const text = String(r.getRows()[0]![0]).replace(/([:[,])(-?Infinity|NaN)(?=[,\]}])/g, '$1null');
+        const plan = JSON.parse(text) as { error?: boolean; error_type?: string };
+        if (plan.error === false) return plan;
+        return ['parser', 'binder', 'catalog'].includes(String(plan.error_type)) ? 'fails' : undefined;
       } catch {
         return undefined;
       }
@@ -387,7 +394,8 @@ export class LakeQuery {
 
   /**
    * Lake tables `sql` reads, through views too, and the columns it refers to (null: every column);
-   * every table and column when the parser cannot tell (DDL, PRAGMA, COPY, PIVOT statements).
+   * every table and column when the parser cannot tell (DDL, PRAGMA, COPY, PIVOT statements); none
+   * for a statement with a syntax error.
    */
   private async reads(sql: string): Promise<{ tables: string[]; columns: Set<string> | null }> {
     const all = { tables: this.tables.map((t) => t.name), columns: null };
@@ -396,6 +404,7 @@ export class LakeQuery {
     const columns = new Set<string>();
     let allColumns = false;
     const seen = new Set<string>();
+    let syntaxError = false;
     const visit = async (text: string): Promise<boolean> => {
       let parsed: unknown;
       try {
@@ -404,7 +413,10 @@ export class LakeQuery {
       } catch {
         return false;
       }
-      if ((parsed as { error?: boolean }).error !== false) return false;
+      if ((parsed as { error?: boolean }).error !== false) {
+        syntaxError = text === sql && (parsed as { error_type?: string }).error_type === 'parser';
+        return false;
+      }
       const r = statementReads(parsed);
       r.columns.forEach((c) => columns.add(c));
       // A star over a view reads what the view's body names (walked below); over a table, every column.
@@ -419,7 +431,8 @@ export class LakeQuery {
       }
       return true;
     };
-    if (!(await visit(sql))) return all;
+    // A statement DuckDB cannot parse fails as it runs: no table need be read for it.
+    if (!(await visit(sql))) return syntaxError ? { tables: [], columns: null } : all;
     return { tables: [...tables], columns: allColumns ? null : columns };
   }
 

@@ -194,6 +194,31 @@ test('a filter on a partition column fetches the columns of the partitions it ke
   }
 });
 
+test('a statement that cannot run fetches no column; a plan holding an infinite constant still prunes', async () => {
+  const files = await tracksFiles();
+  const days = [...new Set(files.map((f) => /\/dt=([^/]+)\//.exec(f.key)![1]!))].sort();
+  const counted = countingParquetReads(storage);
+  const at = `${dir}/cache-typos`;
+  const q = await LakeQuery.open(counted, new EmbeddedCatalog(counted), { cache: newCache(counted, at) });
+  const whole = await LakeQuery.open(storage, new EmbeddedCatalog(storage), { projection: false, cache: newCache() });
+  try {
+    await assert.rejects(q.query('SELEC count(*) FROM tracks'), /syntax error/);
+    assert.equal(counted.parquetBytes, 0, 'a syntax error reads nothing');
+    await assert.rejects(q.query(`SELECT count(evnt) FROM tracks WHERE dt = DATE '${days[1]}'`), /evnt/);
+    for (const f of files) assert.ok((counted.perKey.get(f.key) ?? 0) <= FOOTER_INITIAL_FETCH + 4, `${f.key}: ${counted.perKey.get(f.key)} bytes for a misspelt column`);
+    // 1/0 is folded to Infinity, which DuckDB's plan JSON writes bare.
+    const sql = `SELECT count(DISTINCT message_id), max(1/0) FROM tracks WHERE dt = DATE '${days[1]}'`;
+    assert.deepEqual(await q.query(sql), await whole.query(sql));
+    const withColumns = readdirSync(at, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile() && e.name.endsWith('.parts') && e.parentPath.includes(`${path.sep}tracks${path.sep}`))
+      .filter((e) => (JSON.parse(readFileSync(path.join(e.parentPath, e.name), 'utf8')) as { names: string[] }).names.length > 0);
+    assert.equal(withColumns.length, 1, 'only the day kept holds columns');
+  } finally {
+    q.close();
+    whole.close();
+  }
+});
+
 test('a statement that reads a file its plan did not show is run again with every file filled (a safety net)', async () => {
   const whole = await LakeQuery.open(storage, new EmbeddedCatalog(storage), { projection: false, cache: newCache() });
   const q = await LakeQuery.open(storage, new EmbeddedCatalog(storage), { cache: newCache() });
