@@ -182,8 +182,8 @@ export class LakeQuery {
     let rebound = false;
     let filledAll = false;
     for (;;) {
+      await this.fillPlanned(sql);
       try {
-        await this.fillPlanned(sql);
         reader = await this.conn.runAndReadAll(sql);
         break;
       } catch (err) {
@@ -206,7 +206,7 @@ export class LakeQuery {
           // A safety net: the statement read a file its plan did not show (DuckDB fails on the zeros of a
           // copy that holds only its footer): fill every file and run again.
           filledAll = true;
-          await this.fill(new Map([...this.filled.keys()].map((t) => [t, null])));
+          await this.fillAll();
         } else throw this.explain(err);
       }
     }
@@ -293,7 +293,7 @@ export class LakeQuery {
     const plan = await this.plan(sql);
     // The statement is wrong (it fails as it is run, having read nothing), or the net below catches a read.
     if (plan === 'fails') return;
-    if (plan === undefined) return this.fill(new Map([...this.filled.keys()].map((t) => [t, null])));
+    if (plan === undefined) return this.fillAll();
     // Per table and file, the filters of each scan reading it (null: a scan reads all of it).
     const need = new Map<string, Map<string, ScanFilter[][] | null>>();
     for (const scan of plannedScans(plan)) {
@@ -348,8 +348,13 @@ export class LakeQuery {
     return [...this.filled].some(([t, f]) => f !== null && (f.size < (this.files.get(t)?.length ?? 0) || [...f.values()].some((g) => g !== null)));
   }
 
+  /** Fills the copies of every file of every bound table. */
+  private fillAll(): Promise<void> {
+    return this.fill(new Map([...this.filled.keys()].map((t) => [t, null])));
+  }
+
   /**
-   * Fills the copies of the given files of each table (null: all its files, whole) with the columns its
+   * Fills the copies of the given files of each table (null: all its files) with the columns its
    * view exposes: in every row group, or in those the filters of some scan reading the file may match.
    */
   private async fill(need: Map<string, Map<string, ScanFilter[][] | null> | null>): Promise<void> {
