@@ -25,8 +25,8 @@ input runs each statement in turn and stops at the first error (exit 1).
 
 A lake on S3 is read through a local cache of the files the query needs, keyed by their ETags: the
 files of the tables it reads that its filters on partition columns (dt, event, hour) keep (of the
-others only the footer), and in them the row groups its filters on text columns (event = '...') may
-match, by their statistics. Of those only the columns the statement names are fetched (the footer
+others only the footer), and in them the row groups its filters on text and timestamp columns
+(event = '...') may match, by their statistics. Of those only the columns the statement names are fetched (the footer
 and those column chunks, by range reads, into a partial copy that grows when a later statement
 needs more); a statement that reads columns it does not name (SELECT * over a table, DESCRIBE,
 PIVOT, ...) or most of a file gets whole files, as does --whole-files (to fill the cache for later,
