@@ -78,7 +78,7 @@ export class LakeQuery {
    * Per bound table of an object-store lake, the files whose copies hold the view's columns, by key:
    * in the row groups given (null: all). The other files' copies hold only their footer, enough for
    * DuckDB to plan over them (hive partition values, row counts), until a plan reads them
-   * (fillPlanned). null for a table: every file whole.
+   * (fillPlanned). null for a table of a lake read in place (a local directory): no copies.
    */
   private readonly filled = new Map<string, Map<string, ReadonlySet<number> | null> | null>();
   /** The table and key of each local copy the views read, to map a plan's files back to them. */
@@ -285,8 +285,9 @@ export class LakeQuery {
    * On an object-store lake, fills the copies of the files the statement's plan reads: DuckDB plans
    * over copies holding only footers; its partition pruning (filters on `dt`, `event`, `hour`) leaves
    * the files it will read in the plan, and of those only the row groups whose statistics the filters
-   * it pushes into the scan do not rule out (row-group-filter.ts) get their column chunks. Where the
-   * plan cannot be had (DDL, COPY, a statement that fails to plan), every file is filled.
+   * it pushes into the scan do not rule out (row-group-filter.ts) get their column chunks. A statement
+   * DuckDB cannot parse or bind fills nothing (it fails as it runs); one it has no plan for otherwise
+   * (SUMMARIZE, most DDL) fills every file.
    */
   private async fillPlanned(sql: string): Promise<void> {
     if (!this.someUnfilled()) return;
